@@ -1,0 +1,41 @@
+# The two commands of the README: `make train` and `make test`. Each creates or reuses .venv, installs
+# torch (TORCH_SPEC, default torch==2.13.0: the CPU build on this machine; set e.g. TORCH_SPEC=torch for a
+# CUDA build and TORCH_INDEX for a custom index) and this package with its extras, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sympformer-installed
+
+.PHONY: setup train test lint format bench flow clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: setup
+	$(VENV)/bin/sympformer train $(ARGS)
+
+test: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+flow: setup
+	$(VENV)/bin/sympformer flow --kernel linear --out runs/flow-linear
+	$(VENV)/bin/sympformer flow --kernel softmax --out runs/flow-softmax
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""SympFormer: accelerated attention blocks via inertial dynamics on density manifolds."""
