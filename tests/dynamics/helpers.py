@@ -1,0 +1,57 @@
+"""Small random oracles for the dynamics tests (float64, several heads)."""
+
+import torch
+
+from sympformer.dynamics import LinearOracle, QuadraticPotential, SoftmaxOracle
+
+F64 = torch.float64
+
+
+def sym(n: int, norm: float = 0.3) -> torch.Tensor:
+    r = torch.randn(n, n, dtype=F64)
+    r = (r + r.T) / 2
+    return norm * r / torch.linalg.matrix_norm(r, ord=2)
+
+
+def spd(n: int) -> torch.Tensor:
+    r = torch.randn(n, n, dtype=F64)
+    return r @ r.T / n + torch.eye(n, dtype=F64)
+
+
+def heads_of_full_matrices(c: int, n_head: int):
+    """wq, wk, wo, dm such that head h has a random symmetric A_h and a random SPD B_h (both C x
+    C)."""
+    wq = torch.cat([sym(c) for _ in range(n_head)])  # A_h = W_Q,h^T I with scale 1
+    wk = torch.eye(c, dtype=F64).repeat(n_head, 1)
+    eig = [torch.linalg.eigh(spd(c)) for _ in range(n_head)]
+    wo = torch.cat([u for _, u in eig], dim=1)  # B_h = U_h diag(lam_h) U_h^T
+    dm = torch.cat([lam for lam, _ in eig])
+    return wq, wk, wo, dm
+
+
+def potential(c: int) -> QuadraticPotential:
+    return QuadraticPotential(spd(c), torch.randn(c, dtype=F64))
+
+
+def softmax_oracle(c=5, n_head=3, causal=True, fused=True, nu=0.7, with_potential=True):
+    wq, wk, wo, dm = heads_of_full_matrices(c, n_head)
+    pot = potential(c) if with_potential else None
+    return SoftmaxOracle(
+        wq, wk, wo, n_head, dm=dm, nu=nu, scale=1.0, potential=pot, causal=causal, fused=fused
+    )
+
+
+def linear_oracle(c=5, n_head=3, causal=True, with_potential=True, chunk=64):
+    wq, wk, wo, _ = heads_of_full_matrices(c, n_head)
+    pot = QuadraticPotential(-sym(c)) if with_potential else None
+    return LinearOracle(wq, wk, wo, n_head, scale=1.0, potential=pot, causal=causal, chunk=chunk)
+
+
+def projected_oracles(kind: str, c=8, n_head=2, d=3, causal=True):
+    """Model-like oracles: random low-rank per-head projections (H*D != C), untied Q and K."""
+    wq, wk = (torch.randn(n_head * d, c, dtype=F64) / c**0.5 for _ in range(2))
+    wo = torch.randn(c, n_head * d, dtype=F64) / c**0.5
+    if kind == "softmax":
+        dm = torch.rand(n_head * d, dtype=F64) + 0.5
+        return SoftmaxOracle(wq, wk, wo, n_head, dm=dm, nu=1.3, causal=causal)
+    return LinearOracle(wq, wk, wo, n_head, potential=QuadraticPotential(-sym(c)), causal=causal)
