@@ -42,20 +42,21 @@ class Integrator:
     name: str
     order: int  # global order on a fixed vector field (checked by the order test)
     oracle_calls: int  # `prepare` calls per step (checked by a counting test)
-    drift_uses_kick: (
-        bool  # True if X^+ reads the updated momentum (else the last layer's kick is dead)
-    )
+    drift_uses_kick: bool  # X^+ reads the new momentum (else the last layer's kick is dead)
     step: Callable[[Oracle, State, Steps, Damping], State]
+    reads: tuple[str, ...] = ()  # optional inputs it reads: "retention" (Damping), "xi" (Steps)
 
 
 SCHEMES: dict[str, Integrator] = {}
 
 
-def register(name: str, *, order: int, oracle_calls: int, drift_uses_kick: bool):
+def register(
+    name: str, *, order: int, oracle_calls: int, drift_uses_kick: bool, reads: tuple[str, ...] = ()
+):
     def add(step: Callable[[Oracle, State, Steps, Damping], State]):
         if name in SCHEMES:
             raise ValueError(f"integrator {name!r} is registered twice")
-        SCHEMES[name] = Integrator(name, order, oracle_calls, drift_uses_kick, step)
+        SCHEMES[name] = Integrator(name, order, oracle_calls, drift_uses_kick, step, reads)
         return step
 
     return add
@@ -68,7 +69,7 @@ def get_scheme(name: str) -> Integrator:
     return SCHEMES[name]
 
 
-@register("plain_euler", order=1, oracle_calls=1, drift_uses_kick=False)
+@register("plain_euler", order=1, oracle_calls=1, drift_uses_kick=False, reads=("retention",))
 def plain_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Heavy ball: :math:`Y^+=aY+h_YG_k`, :math:`X^+=X+h_XF_k`; a is ``damp.retention`` (learned in
     the models) or, if None, :math:`\sigma(t,h_X)`, the binding under which the scheme has order
@@ -213,7 +214,7 @@ def _require_xi(h: Steps, name: str) -> Tensor | float:
     return h.xi
 
 
-@register("tao", order=2, oracle_calls=4, drift_uses_kick=True)
+@register("tao", order=2, oracle_calls=4, drift_uses_kick=True, reads=("xi",))
 def tao(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Tao's symmetric map on :math:`(X,\Pi)` and copies, with França-Jordan-Vidal's conformal,
     extended-time treatment of the damping (arXiv 2004.06840 §6.2); :math:`Y^+=e^{-\Delta\eta}\Pi`.
@@ -223,7 +224,7 @@ def tao(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     return State(x, p, s.t + h.x)
 
 
-@register("strang", order=2, oracle_calls=4, drift_uses_kick=True)
+@register("strang", order=2, oracle_calls=4, drift_uses_kick=True, reads=("xi",))
 def strang(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Strang splitting: damp over [t, t+h/2], one Tao step of the conservative H, damp over
     [t+h/2, t+h] (each half with its own friction factor)."""

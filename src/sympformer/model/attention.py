@@ -1,0 +1,151 @@
+"""Attention modules: they own the weights and call the math in `sympformer.dynamics`.
+
+* :class:`ClassicalAttention` — the attention field Γ of GPT / YuriiFormer (softmax or linear).
+* :class:`SoftmaxOracleModule`, :class:`LinearOracleModule` — build a `dynamics` oracle per forward
+  from their parameters (pre-LN with look-ahead, Q/K projections, metric factor W_O, ν or V).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sympformer.dynamics import LinearOracle, QuadraticPotential, SoftmaxOracle, Tape
+from sympformer.dynamics.kernels import linear_attention, prefix_counts, softmax_attention
+from sympformer.dynamics.oracles import merge_heads, split_heads
+from sympformer.model.config import ModelConfig
+
+
+def inverse_softplus(y: float) -> float:
+    """x with softplus(x) = y (y > 0)."""
+    return y + math.log(-math.expm1(-y))
+
+
+def logit(y: float) -> float:
+    """x with sigmoid(x) = y (0 < y < 1)."""
+    return math.log(y / (1 - y))
+
+
+class Scalar(nn.Module):
+    """A learned scalar (or vector) behind a positivity or unit-interval map (SPEC §7).
+
+    ``Scalar(0.3)`` is softplus(raw) starting at 0.3; ``Scalar(0.9, "fraction")`` is sigmoid(raw).
+    The raw parameter is named ``raw``: the optimizer puts every ``*.raw`` in the scalar group."""
+
+    MAPS = {"positive": (F.softplus, inverse_softplus), "fraction": (torch.sigmoid, logit)}
+
+    def __init__(self, value: float, kind: str = "positive", size: int | None = None):
+        super().__init__()
+        self.kind = kind
+        fn, inverse = self.MAPS[kind]
+        self.fn = fn
+        shape = () if size is None else (size,)
+        self.raw = nn.Parameter(torch.full(shape, inverse(value)))
+
+    def forward(self) -> Tensor:
+        return self.fn(self.raw)
+
+    def extra_repr(self) -> str:
+        return self.kind
+
+
+class ClassicalAttention(nn.Module):
+    """Multi-head causal attention field Γ(x) (x already normalised), (B, T, C) -> (B, T, C).
+
+    softmax: Γ_i = Σ_h W_O,h Σ_{j<=i} P_ij v_j;  linear: Γ_i = Σ_h W_O,h (1/i) Σ_{j<=i} (q_i·k_j/√D)
+    v_j."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.kernel = cfg.n_head, cfg.spec.kernel
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor, tape: Tape | None = None) -> Tensor:
+        q, k, v = (
+            split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1)
+        )  # (B, H, L, D)
+        if self.kernel == "softmax":
+            if tape is not None:
+                k, v = tape.cat(k), tape.cat(v)
+            y, _ = softmax_attention(q, k, v)
+        else:
+            offset = 0 if tape is None else tape.offset
+            n = prefix_counts(q.shape[-2], offset, q)[:, None]
+            y = linear_attention(q, k, v, tape=tape) / (n * math.sqrt(q.shape[-1]))
+        return self.proj(merge_heads(y))
+
+
+class _OracleModule(nn.Module):
+    """Shared parts: pre-LN with look-ahead and the Q/K projections (A_h = W_Q,h^T W_K,h / √D)."""
+
+    def __init__(self, cfg: ModelConfig, lookahead: bool):
+        super().__init__()
+        c = cfg.d_model
+        self.n_head = cfg.n_head
+        self.norm = nn.LayerNorm(c, bias=False)
+        self.wq = nn.Linear(c, c, bias=False)
+        self.wk = self.wq if cfg.qk_tied else nn.Linear(c, c, bias=False)
+        self.wo = nn.Parameter(torch.empty(c, c))  # metric factor (C, H·D), orthonormal at init
+        self.lookahead = Scalar(cfg.lookahead_init, "fraction") if lookahead else None
+
+    def reset_metric(self) -> None:
+        """Orthonormal W_O, so that Σ_h W_O,h W_O,h^T = I at init (run after the generic init)."""
+        nn.init.orthogonal_(self.wo)
+
+    def pre(self, x: Tensor, p: Tensor) -> Tensor:
+        """x̂ = LN(X + μ_la Y): where the kernel is evaluated (SPEC §7)."""
+        if self.lookahead is None:
+            return self.norm(x)
+        return self.norm(x + self.lookahead() * p)
+
+
+class SoftmaxOracleModule(_OracleModule):
+    """Parameters of the accelerated softmax oracle: B_h = W_O,h diag(softplus β_h) W_O,h^T, ν."""
+
+    def __init__(self, cfg: ModelConfig, lookahead: bool = True, with_force: bool = True):
+        super().__init__(cfg, lookahead)
+        self.metric = Scalar(1.0, size=cfg.d_model)  # D_h: per-head metric scales
+        self.nu = Scalar(cfg.nu_init) if with_force else None
+
+    def oracle(self, tape: Tape | None) -> SoftmaxOracle:
+        nu = 0.0 if self.nu is None else self.nu()
+        return SoftmaxOracle(
+            self.wq.weight,
+            self.wk.weight,
+            self.wo,
+            self.n_head,
+            dm=self.metric(),
+            nu=nu,
+            pre=self.pre,
+            tape=tape,
+        )
+
+
+class LinearOracleModule(_OracleModule):
+    """Parameters of the accelerated linear oracle: Π_h = W_O,h W_O,h^T, potential V = Sym(W_P)."""
+
+    def __init__(self, cfg: ModelConfig, lookahead: bool = True, with_force: bool = True):
+        super().__init__(cfg, lookahead)
+        self.wp = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if with_force else None
+
+    def oracle(self, tape: Tape | None) -> LinearOracle:
+        potential = None
+        if self.wp is not None:
+            v = self.wp.weight
+            potential = QuadraticPotential(-(v + v.mT) / 2)  # W(x) = -½ xᵀ Sym(W_P) x
+        return LinearOracle(
+            self.wq.weight,
+            self.wk.weight,
+            self.wo,
+            self.n_head,
+            potential=potential,
+            pre=self.pre,
+            tape=tape,
+        )
+
+
+ORACLES = {"softmax": SoftmaxOracleModule, "linear": LinearOracleModule}

@@ -1,0 +1,169 @@
+"""Transformer blocks as steps of flows. Every block maps a `State` (x, p, t, prev) to the next one.
+
+* :class:`EulerBlock` — GPT: Lie-Trotter splitting of gradient descent, explicit Euler steps
+  X <- X + h Γ(LN X) (h = 1 for softmax GPT, learned for linear GPT), then X <- X + MLP(LN X).
+* :class:`NesterovBlock` — YuriiFormer: one Nesterov step per sub-step (attention, then MLP).
+* :class:`AcceleratedBlock` — SympFormer: one step of a `SCHEMES` integrator of the damped
+  Hamiltonian flow, momentum LayerNorm, then the MLP sub-step with look-ahead (SPEC §7).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sympformer.dynamics import NO_DAMPING, Damping, State, Steps, Tape, get_scheme, nesterov
+from sympformer.model.attention import ORACLES, ClassicalAttention, Scalar
+from sympformer.model.config import ModelConfig
+
+
+class MLP(nn.Module):
+    """Position-wise MLP, (B, T, C) -> (B, T, C): W_2 GELU(W_1 x), no bias."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class EulerBlock(nn.Module):
+    """X <- X + h Γ(LN_1 X); X <- X + MLP(LN_2 X). The momentum is not used."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.ln_1, self.ln_2 = (
+            nn.LayerNorm(cfg.d_model, bias=False),
+            nn.LayerNorm(cfg.d_model, bias=False),
+        )
+        self.attn, self.mlp = ClassicalAttention(cfg), MLP(cfg)
+        learned_step = cfg.spec.kernel == "linear"
+        self.h = Scalar(cfg.step_init) if learned_step else None
+
+    def forward(self, s: State, tape: Tape | None = None) -> State:
+        a = self.attn(self.ln_1(s.x), tape)
+        x = s.x + (a if self.h is None else self.h() * a)
+        return s._replace(x=x + self.mlp(self.ln_2(x)))
+
+
+class NesterovBlock(nn.Module):
+    """YuriiFormer: per sub-step O (attention, then MLP), x_in = X + μ v,
+    v <- LN_v(β v + γ O(LN x_in)), X <- X + v."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        c = cfg.d_model
+        self.ln_a, self.ln_m = nn.LayerNorm(c, bias=False), nn.LayerNorm(c, bias=False)
+        self.v_norm_a, self.v_norm_m = nn.LayerNorm(c, bias=False), nn.LayerNorm(c, bias=False)
+        self.attn, self.mlp = ClassicalAttention(cfg), MLP(cfg)
+        for sub in ("a", "m"):
+            setattr(self, f"mu_{sub}", Scalar(0.9, "fraction"))
+            setattr(self, f"beta_{sub}", Scalar(0.9, "fraction"))
+            setattr(self, f"gamma_{sub}", Scalar(1.0))
+
+    def forward(self, s: State, tape: Tape | None = None) -> State:
+        x, v = nesterov(
+            lambda z: self.attn(self.ln_a(z), tape),
+            s.x,
+            s.p,
+            self.mu_a(),
+            self.beta_a(),
+            self.gamma_a(),
+            self.v_norm_a,
+        )
+        x, v = nesterov(
+            lambda z: self.mlp(self.ln_m(z)),
+            x,
+            v,
+            self.mu_m(),
+            self.beta_m(),
+            self.gamma_m(),
+            self.v_norm_m,
+        )
+        return s._replace(x=x, p=v)
+
+
+class _WithoutForce:
+    """Oracle of a last layer whose drift ignores the kick: Y^+ is never read, so G is not computed
+    (and the parameters only G uses are not allocated: no dead parameters)."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+
+    def prepare(self, x: Tensor, p: Tensor):
+        return self.oracle.prepare(x, p)
+
+    def velocity(self, k, p: Tensor) -> Tensor:
+        return self.oracle.velocity(k, p)
+
+    def force(self, k, p: Tensor) -> Tensor:
+        return torch.zeros_like(p)
+
+    def field(self, k, p: Tensor) -> tuple[Tensor, Tensor]:
+        return self.oracle.velocity(k, p), torch.zeros_like(p)
+
+
+class AcceleratedBlock(nn.Module):
+    """One integrator step of the damped Hamiltonian attention flow, then the MLP sub-step.
+
+    X, Y <- scheme(oracle, X, Y, t; h, η);  Y <- LN_p(Y);  v_att = (X^+ - X)/h; X <- X + γ
+    MLP(LN_m(X + μ v_att)). Learned scalars: h (softplus), c_log, c_lin (softplus), plus what the
+    scheme reads (retention a: sigmoid; ξ = θ_max sigmoid(.)/(2h)); μ, γ of the MLP."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        c = cfg.d_model
+        self.scheme = get_scheme(cfg.scheme)
+        last = layer == cfg.n_layer - 1
+        self.force_used = not (last and not self.scheme.drift_uses_kick)
+        # a zero initial velocity makes layer 0's look-ahead X + μ_la·0 inert: not allocated
+        momentum_in = layer > 0 or cfg.velocity_init == "learned"
+        self.attn = ORACLES[cfg.spec.kernel](
+            cfg, lookahead=cfg.lookahead and momentum_in, with_force=self.force_used
+        )
+        self.h = Scalar(cfg.step_init)
+        self.h_y = Scalar(cfg.step_init) if cfg.untied_steps else None
+        self.c_log = self.c_lin = self.retention = self.xi = None
+        if self.force_used:  # the damping only acts on Y
+            self.c_log, self.c_lin = Scalar(cfg.c_log_init), Scalar(cfg.c_lin_init)
+            if "retention" in self.scheme.reads:
+                self.retention = Scalar(cfg.retention_init, "fraction")
+        if "xi" in self.scheme.reads:
+            self.xi = Scalar(cfg.xi_init, "fraction")
+        self.theta_max = cfg.theta_max
+        self.p_norm = (
+            nn.LayerNorm(c, bias=False) if cfg.momentum_norm == "end" and not last else None
+        )
+        self.ln_m, self.mlp = nn.LayerNorm(c, bias=False), MLP(cfg)
+        self.mu = Scalar(cfg.mlp_lookahead_init, "fraction") if cfg.mlp_lookahead else None
+        self.gamma = Scalar(cfg.mlp_gain_init)
+
+    def steps(self) -> Steps:
+        h = self.h()
+        h_y = h if self.h_y is None else self.h_y()
+        xi = None if self.xi is None else self.theta_max * self.xi() / (2 * h)
+        return Steps(h, h_y, xi)
+
+    def damping(self) -> Damping:
+        if self.c_log is None:
+            return NO_DAMPING  # last layer of an explicit scheme: Y^+ is discarded
+        retention = None if self.retention is None else self.retention()
+        return Damping(self.c_log(), self.c_lin(), 1.0, retention)
+
+    def forward(self, s: State, tape: Tape | None = None) -> State:
+        steps = self.steps()
+        oracle = self.attn.oracle(tape)
+        if not self.force_used:
+            oracle = _WithoutForce(oracle)
+        out = self.scheme.step(oracle, s, steps, self.damping())
+        p = out.p if self.p_norm is None else self.p_norm(out.p)
+        x = out.x
+        look = x if self.mu is None else x + self.mu() * (x - s.x) / steps.x
+        x = x + self.gamma() * self.mlp(self.ln_m(look))
+        return State(x, p, s.t + steps.x.detach(), out.prev)
+
+
+BLOCKS = {"euler": EulerBlock, "nesterov": NesterovBlock, "hamiltonian": AcceleratedBlock}

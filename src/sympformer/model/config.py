@@ -1,0 +1,158 @@
+"""ModelConfig: one frozen, validated dataclass; each variant of the paper is one field."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sympformer.dynamics import get_scheme
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    family: str  # "euler" (GPT residual), "nesterov" (YuriiFormer) or "hamiltonian" (SympFormer)
+    kernel: str  # "softmax" or "linear"
+    description: str
+
+    @property
+    def accelerated(self) -> bool:
+        return self.family == "hamiltonian"
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "gpt": ArchSpec("euler", "softmax", "GPT: explicit Euler of softmax attention, h = 1"),
+    "gpt_linear": ArchSpec("euler", "linear", "linear-attention GPT: Euler, learned h"),
+    "yurii": ArchSpec("nesterov", "softmax", "YuriiFormer: Nesterov per Lie-Trotter sub-step"),
+    "symp": ArchSpec("hamiltonian", "softmax", "SympFormer: accelerated softmax attention"),
+    "symp_linear": ArchSpec("hamiltonian", "linear", "SympFormer: accelerated linear attention"),
+}
+
+SMALL_STEP_SCHEMES = ("ab2", "etd_ab2", "tao", "strang")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+        raise ValueError(f"ModelConfig.{name}={value!r} must be a positive number")
+
+
+def _positive_int(name: str, value: int) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise ValueError(f"ModelConfig.{name}={value!r} must be a positive integer")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"ModelConfig.{name}={value!r} is not one of {list(allowed)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A language model of the family: GPT, linear GPT, YuriiFormer or SympFormer (SPEC §7)."""
+
+    arch: str = "symp"
+    """One of ARCHS: gpt | gpt_linear | yurii | symp | symp_linear."""
+    scheme: str | None = None
+    """Integrator key of sympformer.dynamics.SCHEMES (symp, symp_linear; default presymp_euler)."""
+    vocab_size: int = 4096
+    """Tokens the tokenizer produces; embeddings are padded to a multiple of 64."""
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 64
+    block_size: int = 128
+    """Longest context (learned position embeddings)."""
+    mlp_ratio: int = 4
+    """MLP width = mlp_ratio * d_model (GELU, no bias)."""
+    velocity_init: str = "auto"
+    """Initial velocity: zero | learned (token + position velocity embedding, YuriiFormer style) |
+    auto (learned for yurii, zero otherwise)."""
+    h_init: float | None = None
+    """Initial step h per layer; None: SPEC §7 (0.3 first-order schemes, 0.01 for ab2/etd_ab2/tao/
+    strang and linear accelerated schemes, 1.0 for linear plain_euler and gpt_linear)."""
+    untied_steps: bool = False
+    """Separate learned h_X (drift, time) and h_Y (kick); default one h per layer."""
+    c_log_init: float = 3.0
+    """Damping eta(t) = c_log log t + c_lin t: c_log starts at Nesterov's 3."""
+    c_lin_init: float = 1e-4
+    nu_init: float = 1.0
+    """Potential weight nu of the softmax Hamiltonian (learned, positive)."""
+    lookahead: bool = True
+    """Oracle look-ahead: the kernel is evaluated at LN(X + mu_la Y)."""
+    lookahead_init: float = 1e-3
+    mlp_lookahead: bool = True
+    """MLP sub-step evaluated at X + mu v_att (v_att the attention step's velocity)."""
+    mlp_lookahead_init: float = 0.9
+    mlp_gain_init: float = 1.0
+    momentum_norm: str = "end"
+    """none | end: a LayerNorm on the momentum after each attention step (not in the last layer)."""
+    qk_tied: bool = False
+    """W_K = W_Q, making every A_h symmetric positive semi-definite as the theory assumes."""
+    retention_init: float = 0.9
+    """plain_euler's learned momentum retention a."""
+    xi_init: float = 0.5
+    """tao/strang binding xi = theta_max sigmoid(.) / (2h), sigmoid(.) starting here."""
+    theta_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(
+                f"ModelConfig.arch={self.arch!r} is unknown; choose one of {list(ARCHS)}"
+            )
+        for name in ("vocab_size", "n_layer", "n_head", "d_model", "block_size", "mlp_ratio"):
+            _positive_int(name, getattr(self, name))
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"ModelConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}"
+            )
+        spec = ARCHS[self.arch]
+        if spec.accelerated:
+            if self.scheme is None:
+                object.__setattr__(self, "scheme", "presymp_euler")
+            try:
+                get_scheme(self.scheme)
+            except ValueError as err:
+                raise ValueError(f"ModelConfig.scheme: {err}") from None
+        elif self.scheme is not None:
+            raise ValueError(
+                f"ModelConfig.scheme={self.scheme!r} does not apply to arch={self.arch!r}; "
+                "schemes select the integrator of the accelerated archs symp and symp_linear"
+            )
+        _choice("velocity_init", self.velocity_init, ("auto", "zero", "learned"))
+        if self.velocity_init == "auto":
+            object.__setattr__(self, "velocity_init", "learned" if self.arch == "yurii" else "zero")
+        if self.velocity_init == "learned" and spec.family == "euler":
+            raise ValueError(
+                f"ModelConfig.velocity_init='learned': arch={self.arch!r} has no velocity"
+            )
+        _choice("momentum_norm", self.momentum_norm, ("none", "end"))
+        for name in ("c_log_init", "c_lin_init", "nu_init", "mlp_gain_init", "theta_max"):
+            _positive(name, getattr(self, name))
+        if self.h_init is not None:
+            _positive("h_init", self.h_init)
+        for name in ("lookahead_init", "mlp_lookahead_init", "retention_init", "xi_init"):
+            value = getattr(self, name)
+            if not (isinstance(value, float | int) and 0 < value < 1):
+                raise ValueError(f"ModelConfig.{name}={value!r} must lie strictly between 0 and 1")
+
+    @property
+    def spec(self) -> ArchSpec:
+        return ARCHS[self.arch]
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def padded_vocab(self) -> int:
+        """Vocabulary rounded up to a multiple of 64 (50,257 -> 50,304) for efficient matmuls."""
+        return 64 * math.ceil(self.vocab_size / 64)
+
+    @property
+    def step_init(self) -> float:
+        """Initial h (SPEC §7 table) unless h_init is given."""
+        if self.h_init is not None:
+            return self.h_init
+        if self.arch == "gpt_linear":
+            return 1.0
+        if self.arch == "symp_linear":
+            return 1.0 if self.scheme == "plain_euler" else 0.01
+        return 0.01 if self.scheme in SMALL_STEP_SCHEMES else 0.3
