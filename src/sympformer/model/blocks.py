@@ -23,8 +23,8 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_width, bias=False)
+        self.proj = nn.Linear(cfg.mlp_width, cfg.d_model, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(F.gelu(self.fc(x)))
@@ -59,18 +59,20 @@ class NesterovBlock(nn.Module):
         self.ln_a, self.ln_m = nn.LayerNorm(c, bias=False), nn.LayerNorm(c, bias=False)
         self.v_norm_a, self.v_norm_m = nn.LayerNorm(c, bias=False), nn.LayerNorm(c, bias=False)
         self.attn, self.mlp = ClassicalAttention(cfg), MLP(cfg)
-        for sub in ("a", "m"):
-            setattr(self, f"mu_{sub}", Scalar(0.9, "fraction"))
-            setattr(self, f"beta_{sub}", Scalar(0.9, "fraction"))
-            setattr(self, f"gamma_{sub}", Scalar(1.0))
+        # with a zero initial velocity, layer 0's first look-ahead and retention act on v = 0
+        momentum_in = layer > 0 or cfg.velocity_init == "learned"
+        self.mu_a = Scalar(0.9, "fraction") if momentum_in else None
+        self.beta_a = Scalar(0.9, "fraction") if momentum_in else None
+        self.mu_m, self.beta_m = Scalar(0.9, "fraction"), Scalar(0.9, "fraction")
+        self.gamma_a, self.gamma_m = Scalar(1.0), Scalar(1.0)
 
     def forward(self, s: State, tape: Tape | None = None) -> State:
         x, v = nesterov(
             lambda z: self.attn(self.ln_a(z), tape),
             s.x,
             s.p,
-            self.mu_a(),
-            self.beta_a(),
+            0.0 if self.mu_a is None else self.mu_a(),
+            0.0 if self.beta_a is None else self.beta_a(),
             self.gamma_a(),
             self.v_norm_a,
         )
@@ -125,12 +127,13 @@ class AcceleratedBlock(nn.Module):
             cfg, lookahead=cfg.lookahead and momentum_in, with_force=self.force_used
         )
         self.h = Scalar(cfg.step_init)
-        self.h_y = Scalar(cfg.step_init) if cfg.untied_steps else None
+        self.h_y = Scalar(cfg.step_init) if cfg.untied_steps and self.force_used else None
         self.c_log = self.c_lin = self.retention = self.xi = None
         if self.force_used:  # the damping only acts on Y
-            self.c_log, self.c_lin = Scalar(cfg.c_log_init), Scalar(cfg.c_lin_init)
-            if "retention" in self.scheme.reads:
+            if "retention" in self.scheme.reads:  # a learned retention replaces the schedule
                 self.retention = Scalar(cfg.retention_init, "fraction")
+            else:
+                self.c_log, self.c_lin = Scalar(cfg.c_log_init), Scalar(cfg.c_lin_init)
         if "xi" in self.scheme.reads:
             self.xi = Scalar(cfg.xi_init, "fraction")
         self.theta_max = cfg.theta_max
@@ -148,10 +151,11 @@ class AcceleratedBlock(nn.Module):
         return Steps(h, h_y, xi)
 
     def damping(self) -> Damping:
+        if self.retention is not None:
+            return NO_DAMPING._replace(retention=self.retention())
         if self.c_log is None:
             return NO_DAMPING  # last layer of an explicit scheme: Y^+ is discarded
-        retention = None if self.retention is None else self.retention()
-        return Damping(self.c_log(), self.c_lin(), 1.0, retention)
+        return Damping(self.c_log(), self.c_lin())
 
     def forward(self, s: State, tape: Tape | None = None) -> State:
         steps = self.steps()

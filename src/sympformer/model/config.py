@@ -60,8 +60,8 @@ class ModelConfig:
     d_model: int = 64
     block_size: int = 128
     """Longest context (learned position embeddings)."""
-    mlp_ratio: int = 4
-    """MLP width = mlp_ratio * d_model (GELU, no bias)."""
+    mlp_hidden: int | None = None
+    """MLP width (GELU, no bias); None: 4 * d_model."""
     velocity_init: str = "auto"
     """Initial velocity: zero | learned (token + position velocity embedding, YuriiFormer style) |
     auto (learned for yurii, zero otherwise)."""
@@ -97,8 +97,10 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.arch={self.arch!r} is unknown; choose one of {list(ARCHS)}"
             )
-        for name in ("vocab_size", "n_layer", "n_head", "d_model", "block_size", "mlp_ratio"):
+        for name in ("vocab_size", "n_layer", "n_head", "d_model", "block_size"):
             _positive_int(name, getattr(self, name))
+        if self.mlp_hidden is not None:
+            _positive_int("mlp_hidden", self.mlp_hidden)
         if self.d_model % self.n_head:
             raise ValueError(
                 f"ModelConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}"
@@ -136,6 +138,10 @@ class ModelConfig:
     @property
     def spec(self) -> ArchSpec:
         return ARCHS[self.arch]
+
+    @property
+    def mlp_width(self) -> int:
+        return 4 * self.d_model if self.mlp_hidden is None else self.mlp_hidden
 
     @property
     def head_dim(self) -> int:

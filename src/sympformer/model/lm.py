@@ -1,9 +1,9 @@
 """The language model: embed -> blocks (steps of a flow) -> tied head. Reads top to bottom.
 
 x = tok_emb[idx] + pos_emb[pos]                          # (B, T, C) positions p = 0 |
-vel_tok_emb[idx] + vel_pos_emb[pos]              # (B, T, C) momenta t = t0 = 1
-# 0-d tensor: no host sync for block in blocks: (x, p, t) = block(x, p, t)          # one step of
-the flow per layer logits = LN_f(x) @ tok_emb.T                             # (B, T, V)"""
+vel_tok_emb[idx] + vel_pos_emb[pos]              # (B, T, C) momenta t = t0 = 1 # 0-d tensor: no
+host sync for block in blocks: (x, p, t) = block(x, p, t)          # one step of the flow per layer
+logits = LN_f(x) @ tok_emb.T                             # (B, T, V)"""
 
 from __future__ import annotations
 
@@ -112,8 +112,9 @@ class LanguageModel(nn.Module):
         """Samples ``max_new_tokens`` continuations of idx (B, T) -> (B, T + max_new_tokens).
 
         temperature 0 is greedy decoding. With the cache each new token costs one token's forward
-        (plus the attention read of the prefix); past the context the window slides and the cache is
-        rebuilt."""
+        (plus the attention read of the prefix). When the context is full the window jumps forward,
+        keeping its last half (positions are absolute, so the cache is rebuilt); the uncached path
+        uses the same windows, so both give the same tokens."""
         if idx.shape[1] > self.cfg.block_size:
             raise ValueError(
                 f"prompt of {idx.shape[1]} tokens exceeds the context "
@@ -121,14 +122,15 @@ class LanguageModel(nn.Module):
             )
         if idx.shape[1] == 0:
             raise ValueError("the prompt is empty: give at least one token")
-        cache = None
-        logits = None
+        start, cache = 0, None
         for _ in range(max_new_tokens):
+            if idx.shape[1] - start > self.cfg.block_size:
+                start, cache = idx.shape[1] - self.cfg.block_size // 2, None
             if not use_cache:
-                logits, _ = self(idx[:, -self.cfg.block_size :])
-            elif cache is None or cache.offset >= self.cfg.block_size:
+                logits, _ = self(idx[:, start:])
+            elif cache is None:
                 cache = self.new_cache()
-                logits, _ = self(idx[:, -self.cfg.block_size + 1 :], cache=cache)
+                logits, _ = self(idx[:, start:], cache=cache)
             else:
                 logits, _ = self(idx[:, -1:], cache=cache)
             idx = torch.cat(
@@ -249,11 +251,17 @@ def count_params(cfg: ModelConfig) -> int:
 
 
 def matched_gpt(target: int, like: ModelConfig, arch: str = "gpt") -> ModelConfig:
-    """A baseline of ``arch`` whose width (a multiple of n_head) gives the parameter count closest
-    to ``target``, other fields as in ``like``: the fair control for models with more parameters."""
-    base = dataclasses.replace(like, arch=arch, scheme=None, velocity_init="auto")
-    widths = range(like.n_head, 16 * like.d_model + 1, like.n_head)
-    best = min(
-        widths, key=lambda w: abs(count_params(dataclasses.replace(base, d_model=w)) - target)
+    """A baseline ``arch`` with about ``target`` parameters, other fields as in ``like``.
+
+    The widest width (a multiple of n_head) not above the target, then the MLP width that closes
+    the gap: the fair control for variants with more parameters (e.g. a learned velocity embedding).
+    """
+    base = dataclasses.replace(like, arch=arch, scheme=None, velocity_init="auto", mlp_hidden=None)
+    widths = [w for w in range(like.n_head, 16 * like.d_model + 1, like.n_head)]
+    fits = [w for w in widths if count_params(dataclasses.replace(base, d_model=w)) <= target]
+    cfg = dataclasses.replace(base, d_model=max(fits) if fits else like.n_head)
+    per_unit = count_params(dataclasses.replace(cfg, mlp_hidden=cfg.mlp_width + 1)) - count_params(
+        cfg
     )
-    return dataclasses.replace(base, d_model=best)
+    extra = round((target - count_params(cfg)) / per_unit)
+    return dataclasses.replace(cfg, mlp_hidden=max(1, cfg.mlp_width + extra))
