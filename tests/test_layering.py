@@ -1,4 +1,4 @@
-"""Imports go one way: dynamics <- model <- train <- compare <- cli, and data <- train (STYLE §1)."""
+"""Imports go one way: dynamics <- model <- train <- compare <- cli; data <- train (STYLE §1)."""
 
 import ast
 from pathlib import Path
