@@ -6,8 +6,6 @@ of the closed forms against autograd of the functions below (float64). Shapes: x
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -50,10 +48,3 @@ def interaction_energy(x: Tensor, a: Tensor) -> Tensor:
     Ax_j}`, (B,)."""
     n = x.shape[-2]
     return -0.5 * torch.exp(x @ a @ x.mT).sum((-1, -2)) / n**2
-
-
-def sphere_energy_gap(x: Tensor) -> Tensor:
-    r"""Gap of :math:`\mathcal E` (A = I) on the unit sphere to its minimum :math:`-e/2` (all
-    particles at one point), (B,)."""
-    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    return interaction_energy(x, eye) + 0.5 * math.e
