@@ -163,9 +163,10 @@ class SoftmaxOracle:
         bbar, _ = softmax_attention(
             kern.q, kern.k, r * kern.k, self.head_scale, self.causal, fused=self.fused
         )
-        c_a = (a / (2 * z) + self.nu * z).to(u.dtype)[..., None]
-        c_b = (z / 2).to(u.dtype)[..., None]
-        g = merge_heads(c_a * kern.abar + c_b * bbar) @ self.wq * self.head_scale  # (B, T, C)
+        scale = self.head_scale  # A X_j = scale W_Q^T k_j: folded into the (B, H, L) coefficients
+        c_a = (scale * (a / (2 * z) + self.nu * z)).to(u.dtype)[..., None]
+        c_b = (scale / 2 * z).to(u.dtype)[..., None]
+        g = merge_heads(torch.addcmul(c_a * kern.abar, c_b, bbar)) @ self.wq  # (B, T, C)
         if self.potential is not None:
             g = g + self.potential.force(kern.x_hat)
         return g

@@ -165,7 +165,7 @@ class AcceleratedBlock(nn.Module):
         out = self.scheme.step(oracle, s, steps, self.damping())
         p = out.p if self.p_norm is None else self.p_norm(out.p)
         x = out.x
-        look = x if self.mu is None else x + self.mu() * (x - s.x) / steps.x
+        look = x if self.mu is None else x + (self.mu() / steps.x) * (x - s.x)  # X + μ v_att
         x = x + self.gamma() * self.mlp(self.ln_m(look))
         return State(x, p, s.t + steps.x.detach(), out.prev)
 
