@@ -28,10 +28,17 @@ def label(arch: str, scheme: str | None) -> str:
     return arch if scheme is None else f"{arch}:{scheme}"
 
 
-def paper_config(arch: str, scheme: str | None, block_size: int, vocab_size: int = 512) -> ModelConfig:
+def paper_config(
+    arch: str, scheme: str | None, block_size: int, vocab_size: int = 512
+) -> ModelConfig:
     """The paper's small model (SPEC §9.1): 4 layers, 4 heads, width 64, MLP 256."""
     return ModelConfig(
-        arch=arch, scheme=scheme, vocab_size=vocab_size, n_layer=4, n_head=4, d_model=64,
+        arch=arch,
+        scheme=scheme,
+        vocab_size=vocab_size,
+        n_layer=4,
+        n_head=4,
+        d_model=64,
         block_size=block_size,
     )
 
@@ -42,7 +49,9 @@ def median_time(fn, rounds: int, min_run_time: float) -> list[float]:
     return [timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(rounds)]
 
 
-def interleaved(fns: dict[str, callable], rounds: int = 3, min_run_time: float = 0.5) -> dict[str, float]:
+def interleaved(
+    fns: dict[str, callable], rounds: int = 3, min_run_time: float = 0.5
+) -> dict[str, float]:
     """Median seconds per call of each fn; rounds interleave the candidates so that drift of the
     machine (other load, frequency) hits all of them alike."""
     samples: dict[str, list[float]] = {k: [] for k in fns}

@@ -3,7 +3,7 @@
 Per configuration: future-token leakage (logits before a cut under a changed suffix), cached
 decoding against the full forward, finiteness of loss and gradients at init and after a few training
 steps on random tokens, and the parameter count. A failed check marks the row FAIL; the command
-exits non-zero. """
+exits non-zero."""
 
 from __future__ import annotations
 

@@ -230,7 +230,10 @@ def _atomic_write(path: Path, write) -> None:
     """write(tmp_path) then rename over ``path``: a crash never leaves a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

@@ -1,0 +1,335 @@
+"""The `sympformer` command: each subcommand is one plain function in `COMMANDS` (jsonargparse
+builds its flags from the signature and docstring), so the same functions are callable from Python.
+
+    sympformer train [--preset quick|paper-v1|smoke] [--config FILE] [--arch A --scheme S ...]
+    sympformer sample --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
+    sympformer flow --kernel linear|softmax [--problem sphere] [--schemes a,b] [--calls K] --out DIR
+    sympformer audit [--archs a,b] [--schemes a,b] [--dtype float32|float64|bfloat16]
+
+Adding a subcommand: write a function with type hints and a docstring, add it to `COMMANDS` and,
+if it wants short flags, a table to `ALIASES`. Flags may use "-" or "_" (`--max-new-tokens`).
+
+Precedence for `train`: preset < config files (in order) < explicit flags, whatever their order
+on the command line: `expand_args` puts the preset (or, with --resume, the run's config.json) and
+the --config files first. Bad input of any kind (flags, values, data, folders, checkpoints) ends
+with one line "error: ..." on stderr and exit code 2; a bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import auto_cli, set_parsing_settings
+
+from sympformer.data import DataConfig
+from sympformer.model import ModelConfig
+from sympformer.train import (
+    DEFAULT_PRESET,
+    DivergenceError,
+    ExperimentConfig,
+    TrainConfig,
+    fit,
+    generate_text,
+    load_for_sampling,
+    preset_dict,
+)
+from sympformer.train.loop import CONFIG_JSON
+
+EXIT_USER_ERROR = 2
+
+
+def train(
+    model: ModelConfig = ModelConfig(),  # noqa: B008 (jsonargparse reads defaults from the signature)
+    data: DataConfig = DataConfig(),  # noqa: B008
+    train: TrainConfig = TrainConfig(),  # noqa: B008
+    preset: str = DEFAULT_PRESET,
+    out: Path | None = None,
+    resume: Path | None = None,
+) -> None:
+    """Train a language model into a run folder: config.json, run.json, metrics.csv, checkpoints
+    (latest, best), loss.png and samples.txt; prints the final validation loss and the unigram
+    entropy of the validation tokens.
+
+    Short flags: --arch, --scheme (model), --data PATH, --dataset, --tokenizer (data),
+    --max-steps, --seed, --device, --dtype {float32,bfloat16}, --compile (train). Precedence:
+    preset < --config files < flags. Under torchrun (`torchrun --nproc_per_node N -m
+    sympformer.cli train ...`) each process trains a shard; rank 0 writes the files.
+
+    Args:
+        preset: Starting values: quick (default; a few minutes on a CPU), paper-v1 (SPEC §9.1),
+            smoke (seconds; tests).
+        out: Run folder; default runs/<arch>-<scheme>-<time>. Refused if it holds a run.
+        resume: Run folder to continue from its latest checkpoint (its config.json is the base
+            config; only a few fields, e.g. train.max_steps or train.device, may change).
+    """
+    preset_dict(preset)  # an unknown name fails here, listing the presets
+    fit(
+        ExperimentConfig(model=model, data=data, train=train, preset=preset), out=out, resume=resume
+    )
+
+
+def sample(
+    ckpt: Path,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    top_k: int | None = 50,
+    seed: int = 1337,
+    which: str = "best",
+    device: str = "cpu",
+) -> None:
+    """Continue a prompt with a trained model (KV-cached decoding) and print the text.
+
+    Args:
+        ckpt: A run folder (its `which` checkpoint, else the other) or a checkpoint folder.
+        prompt: Text to continue (UTF-8, at most the model's context in tokens).
+        max_new_tokens: Tokens to generate.
+        temperature: Sampling temperature; 0 is greedy decoding.
+        top_k: Sample among the k most likely tokens; null: all.
+        seed: Seed of the sampler (same seed, same text).
+        which: best or latest.
+        device: cpu, cuda, ...
+    """
+    model, tokenizer = load_for_sampling(ckpt, which, device)
+    print(generate_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, seed))
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated list ("gpt,symp") as names; None stays None (all)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"empty list {text!r}: give comma-separated names")
+    return names
+
+
+def flow(
+    kernel: str = "linear",
+    problem: str | None = None,
+    schemes: str | None = None,
+    particles: int | None = None,
+    dim: int | None = None,
+    calls: int | None = None,
+    seed: int = 0,
+    c_log: float = 3.0,
+    c_lin: float = 0.0,
+    tol: float = 1e-2,
+    out: Path | None = None,
+) -> None:
+    """Run the classical flow and the accelerated schemes on one demo problem with the same budget
+    of oracle calls, each with its best step from one grid (SPEC §5.1). Writes OUT/flow.csv and
+    OUT/flow.png and prints the calls each method needs to reach the tolerance.
+
+    Args:
+        kernel: linear (Stein flow, bilinear kernel) or softmax (nonlinear mobility).
+        problem: linear | softmax | sphere (softmax kernel on the unit sphere); default: the
+            kernel's own demo.
+        schemes: Comma-separated integrators (default: all of SCHEMES).
+        particles: Number of particles N (default 256 linear, 64 softmax).
+        dim: Dimension d (default 10 linear, 8 softmax).
+        calls: Budget of oracle calls K (default 400 linear, 300 softmax, 100 sphere).
+        seed: Seed of the random problem.
+        c_log: Damping c_log (3 is Nesterov's 3/t).
+        c_lin: Damping c_lin (constant friction).
+        tol: Tolerance on the energy gap, relative to the initial gap.
+        out: Output folder (default runs/flow-<problem>).
+    """
+    from sympformer.compare.flow import FlowConfig, flow_experiment
+    from sympformer.dynamics import SCHEMES
+
+    cfg = FlowConfig(
+        kernel,
+        problem,
+        tuple(_names(schemes) or SCHEMES),
+        particles,
+        dim,
+        calls,
+        seed,
+        c_log,
+        c_lin,
+        tol,
+    )
+    out = out or Path(f"runs/flow-{cfg.problem}")
+    result = flow_experiment(cfg, out)
+    print(result.table())
+    print(f"wrote {out / 'flow.csv'} and {out / 'flow.png'}")
+
+
+def audit(
+    archs: str | None = None,
+    schemes: str | None = None,
+    dtype: str = "float32",
+    train_steps: int = 5,
+) -> None:
+    """Check every arch x scheme: future-token leakage, cached decoding = full forward, finite
+    loss and gradients at init and after a few training steps, parameter counts. Prints a table;
+    exits with code 1 if any check fails.
+
+    Args:
+        archs: Comma-separated archs (default: all).
+        schemes: Comma-separated schemes of the accelerated archs (default: all).
+        dtype: float32, float64 or bfloat16 (autocast).
+        train_steps: AdamW steps on random tokens before the second finiteness check.
+    """
+    from sympformer.compare.audit import DTYPES, audit_configs, audit_one, format_table
+
+    if dtype not in DTYPES:
+        raise ValueError(f"audit: dtype={dtype!r} is not one of {list(DTYPES)}")
+    if train_steps < 0:
+        raise ValueError(f"audit: train_steps={train_steps} must be >= 0")
+    rows = []
+    for cfg in audit_configs(_names(archs), _names(schemes)):
+        rows.append(audit_one(cfg, dtype, train_steps))
+        print(f"  {rows[-1].model}: {'ok' if rows[-1].ok else 'FAIL'}", file=sys.stderr)
+    print(format_table(rows))
+    if not all(r.ok for r in rows):
+        sys.exit(1)
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "train": train,
+    "sample": sample,
+    "flow": flow,
+    "audit": audit,
+}
+"""Subcommand name -> function; jsonargparse derives the flags from the signature."""
+
+ALIASES: dict[str, dict[str, str]] = {
+    "train": {
+        "--arch": "--model.arch",
+        "--scheme": "--model.scheme",
+        "--data": "--data.path",
+        "--dataset": "--data.dataset",
+        "--tokenizer": "--data.tokenizer",
+        "--max_steps": "--train.max_steps",
+        "--seed": "--train.seed",
+        "--device": "--train.device",
+        "--dtype": "--train.dtype",
+        "--compile": "--train.compile",
+    },
+}
+"""Per subcommand: short flag -> the nested flag it stands for (after "-" -> "_")."""
+
+SWITCHES: dict[str, set[str]] = {"train": {"--train.compile"}}
+"""Boolean flags that may be given without a value (`--compile` means `--train.compile true`)."""
+
+BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes DataError, CheckpointError, RunError and the config checks
+    OSError,  # missing files, unwritable folders
+    argparse.ArgumentError,  # unknown flags, unparsable values
+    DivergenceError,
+)
+
+
+def normalize_flags(command: str, args: Sequence[str]) -> list[str]:
+    """Flag names with "_" for "-" and aliases resolved ("--max-steps=5" becomes
+    "--train.max_steps=5"); a bare switch gets the value "true"."""
+    aliases, switches = ALIASES.get(command, {}), SWITCHES.get(command, set())
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if not arg.startswith("--") or arg == "--":
+            out.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        name = "--" + name[2:].replace("-", "_")
+        name = aliases.get(name, name)
+        if name in switches and not eq:
+            following = args[i + 1] if i + 1 < len(args) else ""
+            if following.lower() not in BOOL_WORDS:
+                out += [name, "true"]
+                continue
+        out.append(name + eq + value)
+    return out
+
+
+def _flag_values(args: list[str], flag: str) -> tuple[list[str], list[str]]:
+    """(values of every `flag V` / `flag=V`, the other arguments)."""
+    values, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] == flag:
+            if i + 1 >= len(args):
+                raise ValueError(f"{flag} needs a value")
+            values.append(args[i + 1])
+            i += 2
+        elif args[i].startswith(flag + "="):
+            values.append(args[i].split("=", 1)[1])
+            i += 1
+        else:
+            rest.append(args[i])
+            i += 1
+    return values, rest
+
+
+def _preset_in(config: str) -> str | None:
+    """The top-level `preset` of a config file (or inline YAML/JSON string), if any."""
+    path = Path(config)
+    try:
+        text = path.read_text() if path.is_file() else config
+        data = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None  # jsonargparse reports the problem
+    return data.get("preset") if isinstance(data, dict) else None
+
+
+def expand_train_args(args: list[str]) -> list[str]:
+    """Order `train` arguments as base config, --config files, flags (see module docstring)."""
+    configs, rest = _flag_values(args, "--config")
+    presets, _ = _flag_values(rest, "--preset")
+    resumes, _ = _flag_values(rest, "--resume")
+    if resumes and Path(resumes[-1], CONFIG_JSON).is_file():
+        if presets:
+            raise ValueError(
+                "--preset cannot be combined with --resume: the run's config.json is the base"
+            )
+        base = str(Path(resumes[-1], CONFIG_JSON))
+    else:
+        named = [p for p in map(_preset_in, configs) if p]  # the last file naming one wins
+        name = presets[-1] if presets else (named[-1] if named else DEFAULT_PRESET)
+        base = json.dumps(preset_dict(name))
+    head = ["--config", base]
+    for config in configs:
+        head += ["--config", config]
+    return head + rest
+
+
+def expand_args(args: Sequence[str]) -> list[str]:
+    """The command line as jsonargparse should see it: flags normalised, aliases resolved, and
+    for `train` the preset and config files first."""
+    args = list(args)
+    i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+    if i is None or args[i] not in COMMANDS:
+        return args
+    command = args[i]
+    tail = normalize_flags(command, args[i + 1 :])
+    if command == "train" and not {"-h", "--help"} & set(tail):
+        tail = expand_train_args(tail)
+    return [*args[:i], command, *tail]
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `sympformer` console script."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docs in --help
+    try:
+        auto_cli(COMMANDS, args=expand_args(args), as_positional=False, exit_on_error=False)
+    except USER_ERRORS as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+if __name__ == "__main__":
+    main()
