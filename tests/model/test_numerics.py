@@ -54,3 +54,18 @@ def test_forward_and_backward_make_no_host_sync(cfg):
         loss.backward()
     with pytest.raises(AssertionError, match="host sync"), _NoHostSync():
         loss.item()  # the guard itself works
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=cfg_id)
+def test_a_long_context_stays_finite(cfg):
+    """Context 2048: prefix normalisation, the clamped log z̄ and the chunked linear state keep
+    every quantity finite, forward and backward."""
+    import dataclasses
+
+    long = dataclasses.replace(cfg, block_size=2048)
+    model = build_model(long)
+    with torch.no_grad():  # weights 10x their init: scores of O(10) exercise the guards
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(10.0)
+    _finite_step(model, torch.randint(cfg.vocab_size, (1, 2048)), autocast=False)

@@ -32,24 +32,33 @@ def logit(y: float) -> float:
 class Scalar(nn.Module):
     """A learned scalar (or vector) behind a positivity or unit-interval map (SPEC §7).
 
-    ``Scalar(0.3)`` is softplus(raw) starting at 0.3; ``Scalar(0.9, "fraction")`` is sigmoid(raw).
-    The raw parameter is named ``raw``: the optimizer puts every ``*.raw`` in the scalar group."""
+    ``Scalar(0.3)`` is softplus(raw) starting at 0.3; ``Scalar(0.9, "fraction")`` is sigmoid(raw);
+    ``bounds=(lo, hi)`` clamps the mapped value (a guard: no gradient beyond it). The raw parameter
+    is named ``raw``: the optimizer puts every ``*.raw`` in the scalar group.
+    """
 
     MAPS = {"positive": (F.softplus, inverse_softplus), "fraction": (torch.sigmoid, logit)}
 
-    def __init__(self, value: float, kind: str = "positive", size: int | None = None):
+    def __init__(
+        self,
+        value: float,
+        kind: str = "positive",
+        size: int | None = None,
+        bounds: tuple[float, float] | None = None,
+    ):
         super().__init__()
-        self.kind = kind
+        self.kind, self.bounds = kind, bounds
         fn, inverse = self.MAPS[kind]
         self.fn = fn
         shape = () if size is None else (size,)
         self.raw = nn.Parameter(torch.full(shape, inverse(value)))
 
     def forward(self) -> Tensor:
-        return self.fn(self.raw)
+        value = self.fn(self.raw)
+        return value if self.bounds is None else value.clamp(*self.bounds)
 
     def extra_repr(self) -> str:
-        return self.kind
+        return self.kind if self.bounds is None else f"{self.kind}, bounds={self.bounds}"
 
 
 class ClassicalAttention(nn.Module):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from sympformer.dynamics import NO_DAMPING, Damping, State, Steps, Tape, get_scheme, nesterov
 from sympformer.model.attention import ORACLES, ClassicalAttention, Scalar
-from sympformer.model.config import ModelConfig
+from sympformer.model.config import DAMPING_BOUNDS, STEP_BOUNDS, ModelConfig
 
 
 class MLP(nn.Module):
@@ -41,7 +41,7 @@ class EulerBlock(nn.Module):
         )
         self.attn, self.mlp = ClassicalAttention(cfg), MLP(cfg)
         learned_step = cfg.spec.kernel == "linear"
-        self.h = Scalar(cfg.step_init) if learned_step else None
+        self.h = Scalar(cfg.step_init, bounds=STEP_BOUNDS) if learned_step else None
 
     def forward(self, s: State, tape: Tape | None = None) -> State:
         a = self.attn(self.ln_1(s.x), tape)
@@ -126,14 +126,16 @@ class AcceleratedBlock(nn.Module):
         self.attn = ORACLES[cfg.spec.kernel](
             cfg, lookahead=cfg.lookahead and momentum_in, with_force=self.force_used
         )
-        self.h = Scalar(cfg.step_init)
-        self.h_y = Scalar(cfg.step_init) if cfg.untied_steps and self.force_used else None
+        self.h = Scalar(cfg.step_init, bounds=STEP_BOUNDS)
+        untied = cfg.untied_steps and self.force_used
+        self.h_y = Scalar(cfg.step_init, bounds=STEP_BOUNDS) if untied else None
         self.c_log = self.c_lin = self.retention = self.xi = None
         if self.force_used:  # the damping only acts on Y
             if "retention" in self.scheme.reads:  # a learned retention replaces the schedule
                 self.retention = Scalar(cfg.retention_init, "fraction")
             else:
-                self.c_log, self.c_lin = Scalar(cfg.c_log_init), Scalar(cfg.c_lin_init)
+                self.c_log = Scalar(cfg.c_log_init, bounds=DAMPING_BOUNDS)
+                self.c_lin = Scalar(cfg.c_lin_init, bounds=DAMPING_BOUNDS)
         if "xi" in self.scheme.reads:
             self.xi = Scalar(cfg.xi_init, "fraction")
         self.theta_max = cfg.theta_max

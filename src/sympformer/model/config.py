@@ -28,6 +28,10 @@ ARCHS: dict[str, ArchSpec] = {
 }
 
 SMALL_STEP_SCHEMES = ("ab2", "etd_ab2", "tao", "strang")
+STEP_BOUNDS = (1e-4, 4.0)
+"""Guard on every learned step h: above 0 (v_att divides by h) and below the flows' stable range."""
+DAMPING_BOUNDS = (0.0, 20.0)
+"""Guard on c_log and c_lin: an explicit friction step is unstable once h·α nears 1."""
 
 
 def _positive(name: str, value: float) -> None:
@@ -130,6 +134,13 @@ class ModelConfig:
             _positive(name, getattr(self, name))
         if self.h_init is not None:
             _positive("h_init", self.h_init)
+            if not STEP_BOUNDS[0] <= self.h_init <= STEP_BOUNDS[1]:
+                raise ValueError(f"ModelConfig.h_init={self.h_init} is outside {STEP_BOUNDS}")
+        for name in ("c_log_init", "c_lin_init"):
+            if getattr(self, name) > DAMPING_BOUNDS[1]:
+                raise ValueError(
+                    f"ModelConfig.{name}={getattr(self, name)} exceeds {DAMPING_BOUNDS[1]}"
+                )
         for name in ("lookahead_init", "mlp_lookahead_init", "retention_init", "xi_init"):
             value = getattr(self, name)
             if not (isinstance(value, float | int) and 0 < value < 1):
