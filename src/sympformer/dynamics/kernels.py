@@ -54,16 +54,20 @@ def attention_reference(
 class _FlashWithLSE(torch.autograd.Function):
     """PyTorch's fused CPU attention kernel, returning the log-sum-exp *with* its gradient.
 
-    The kernel's backward computes ds_ij = P_ij (dO_i·v_j - D_i) with D_i = dO_i·out_i. A gradient
-    g_i on LSE_i adds g_i P_ij to ds_ij, i.e. replaces D_i by D_i - g_i. We obtain that by appending
-    one zero column to q, k, v, a column of ones to dO and the column -g to out: then D'_i = D_i -
-    g_i and dO'_i·v'_j = dO_i·v_j. Checked against autograd of the reference in float64."""
+    The kernel's backward computes ds_ij = P_ij (dO_i·v_j - D_i) with D_i = dO_i·out_i. A gradient g_i
+    on LSE_i adds g_i P_ij to ds_ij, i.e. replaces D_i by D_i - g_i. We obtain that by appending one
+    zero column to q, k, v, a column of ones to dO and the column -g to out: then
+    D'_i = D_i - g_i and dO'_i·v'_j = dO_i·v_j. Checked against autograd of the reference in float64.
+    ``v=None`` means the values are the keys (the oracle's first pass): passing one tensor twice
+    would stop torch.compile from tracing the function.
+    """
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, causal: bool, scale: float):
-        out, lse = _flash_cpu(q, k, v, 0.0, causal, scale=scale)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.causal, ctx.scale = causal, scale
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor | None, causal: bool, scale: float):
+        values = k if v is None else v
+        out, lse = _flash_cpu(q, k, values, 0.0, causal, scale=scale)
+        ctx.save_for_backward(q, k, values, out, lse)
+        ctx.causal, ctx.scale, ctx.keys_as_values = causal, scale, v is None
         return out, lse
 
     @staticmethod
@@ -77,7 +81,10 @@ class _FlashWithLSE(torch.autograd.Function):
         dq, dk, dv = _flash_cpu_backward(
             g_out2.contiguous(), pad(q), pad(k), pad(v), out2, lse, 0.0, ctx.causal, scale=ctx.scale
         )
-        return dq[..., :-1], dk[..., :-1], dv[..., :-1], None, None
+        dq, dk, dv = dq[..., :-1], dk[..., :-1], dv[..., :-1]
+        if ctx.keys_as_values:
+            return dq, dk + dv, None, None, None
+        return dq, dk, dv, None, None
 
 
 def _fusable(q: Tensor, k: Tensor, v: Tensor, causal: bool) -> bool:
@@ -117,7 +124,7 @@ def softmax_attention(
         out = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, scale=scale)
         return out, None
     if fused and need_lse and _fusable(q, k, v, is_causal):
-        out, lse = _FlashWithLSE.apply(q, k, v, is_causal, scale)
+        out, lse = _FlashWithLSE.apply(q, k, None if v is k else v, is_causal, scale)
         return out, lse
     return attention_reference(q, k, v, scale, is_causal)
 

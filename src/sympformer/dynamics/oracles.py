@@ -76,6 +76,12 @@ def merge_heads(t: Tensor) -> Tensor:
     return t.transpose(-3, -2).flatten(-2)
 
 
+def query_key(x: Tensor, wq: Tensor, wk: Tensor, n_head: int) -> tuple[Tensor, Tensor]:
+    """Queries and keys (B, H, T, D) of x (B, T, C) with one matrix product."""
+    q, k = (x @ torch.cat([wq, wk]).mT).chunk(2, dim=-1)
+    return split_heads(q, n_head), split_heads(k, n_head)
+
+
 def _counts(n_q: int, n_k: int, causal: bool, like: Tensor) -> Tensor:
     """Normaliser of each query: its prefix size i (causal) or the number of particles N
     (global)."""
@@ -133,8 +139,7 @@ class SoftmaxOracle:
 
     def prepare(self, x: Tensor, p: Tensor) -> SoftmaxKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
-        q = split_heads(x_hat @ self.wq.mT, self.n_head)  # (B, H, L, D)
-        k = split_heads(x_hat @ self.wk.mT, self.n_head)
+        q, k = query_key(x_hat, self.wq, self.wk, self.n_head)  # (B, H, L, D) each
         if self.tape is not None:
             k = self.tape.cat(k)  # (B, H, S, D)
         abar, lse = softmax_attention(
@@ -228,8 +233,7 @@ class LinearOracle:
 
     def prepare(self, x: Tensor, p: Tensor) -> LinearKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
-        q = split_heads(x_hat @ self.wq.mT, self.n_head)  # (B, H, L, D)
-        k = split_heads(x_hat @ self.wk.mT, self.n_head)
+        q, k = query_key(x_hat, self.wq, self.wk, self.n_head)  # (B, H, L, D) each
         offset = 0 if self.tape is None else self.tape.offset
         n = _counts(q.shape[-2], q.shape[-2] + offset, self.causal, q)[:, None]  # (L, 1)
         return LinearKernel(x_hat, torch.cat([q, k], -1), torch.cat([k, q], -1), n)
