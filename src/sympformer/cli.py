@@ -5,6 +5,7 @@ builds its flags from the signature and docstring), so the same functions are ca
     sympformer sample --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
     sympformer flow --kernel linear|softmax [--problem sphere] [--schemes a,b] [--calls K] --out DIR
     sympformer audit [--archs a,b] [--schemes a,b] [--dtype float32|float64|bfloat16]
+    sympformer compare --runs a,b:scheme [--seeds 3] [--preset compare-cpu] [--jobs 2] --out DIR
 
 Adding a subcommand: write a function with type hints and a docstring, add it to `COMMANDS` and,
 if it wants short flags, a table to `ALIASES`. Flags may use "-" or "_" (`--max-new-tokens`).
@@ -193,11 +194,78 @@ def audit(
         sys.exit(1)
 
 
+def compare(
+    runs: str,
+    out: Path,
+    seeds: int = 3,
+    preset: str = "compare-cpu",
+    dataset: str | None = None,
+    data_path: str | None = None,
+    tokenizer: str | None = None,
+    cache_dir: str | None = None,
+    max_steps: int | None = None,
+    seed: int | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    matched_gpt: bool = True,
+    wallclock_matched: bool = False,
+) -> None:
+    """Train model variants x seeds on identical data and budget; write Table 1 and Figure 2.
+
+    Every --runs variant trains with --seeds seeds (seed k of every model: the same initial
+    weights seed and batches) on the same data, budget and validation batches, each into
+    OUT/runs/<label>-seed<k>/; then OUT/results.md, results.tex (Table 1: mean ± sd over seeds,
+    paired t-tests against gpt), curves.png (Figure 2) and summary.json are written. Repeating
+    the command continues an interrupted comparison (finished runs are skipped, interrupted ones
+    resumed) and regenerates the report; another comparison in OUT is refused. The committed
+    CPU comparison (about 55 min on 2 idle cores): --runs
+    gpt,yurii,symp:presymp_euler,symp_linear:presymp_euler --seeds 3 --preset compare-cpu
+    --jobs 2.
+
+    Args:
+        runs: Comma-separated variants, "arch" or "arch:scheme", e.g.
+            gpt,yurii,symp:presymp_euler,symp_linear:presymp_euler (gpt is always included).
+        out: Comparison folder.
+        seeds: Seeds per variant.
+        preset: Base settings of every run: compare-cpu (default; the committed CPU comparison),
+            quick, paper-v1, smoke.
+        dataset: Override the preset's data.dataset.
+        data_path: Local text file or folder (dataset text); short flag --data.
+        tokenizer: Override the preset's data.tokenizer (bpe, gpt2, bytes).
+        cache_dir: Token cache root (default $SYMPFORMER_CACHE or ~/.cache/sympformer).
+        max_steps: Override the preset's train.max_steps (the budget of every row).
+        seed: First seed (default: the preset's train.seed); seed k is seed + k.
+        jobs: Runs trained side by side in separate processes.
+        threads: Torch threads per run (default: CPU cores // jobs). At a fixed thread count
+            the per-run metrics do not depend on --jobs.
+        matched_gpt: Add gpt-matched, a GPT with the parameter count of the largest variant
+            (within 2 %); --no-matched-gpt leaves it out.
+        wallclock_matched: Add gpt-wallclock, a GPT trained for more steps so that its
+            wall-clock matches the slowest row's mean (--wallclock-matched true).
+    """
+    from sympformer.compare.runner import CompareConfig, run_comparison
+    from sympformer.train import preset_config
+
+    data = {
+        k: v
+        for k, v in (("dataset", dataset), ("path", data_path), ("tokenizer", tokenizer))
+        if v is not None
+    }
+    if cache_dir is not None:
+        data["cache_dir"] = cache_dir
+    train = {k: v for k, v in (("max_steps", max_steps), ("seed", seed)) if v is not None}
+    base = preset_config(preset, data=data, train=train)
+    cfg = CompareConfig(_names(runs) or (), seeds, base, matched_gpt, wallclock_matched)
+    summary = run_comparison(cfg, out, jobs=jobs, threads=threads, command=" ".join(sys.argv))
+    print((out / summary["files"][0]).read_text(), end="")
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "train": train,
     "sample": sample,
     "flow": flow,
     "audit": audit,
+    "compare": compare,
 }
 """Subcommand name -> function; jsonargparse derives the flags from the signature."""
 
@@ -214,10 +282,19 @@ ALIASES: dict[str, dict[str, str]] = {
         "--dtype": "--train.dtype",
         "--compile": "--train.compile",
     },
+    "compare": {
+        "--data": "--data_path",
+        # a "--no-" flag never takes a value, so it may stand for the flag with its value
+        "--no_matched_gpt": "--matched_gpt=false",
+        "--no_wallclock_matched": "--wallclock_matched=false",
+    },
 }
 """Per subcommand: short flag -> the nested flag it stands for (after "-" -> "_")."""
 
-SWITCHES: dict[str, set[str]] = {"train": {"--train.compile"}}
+SWITCHES: dict[str, set[str]] = {
+    "train": {"--train.compile"},
+    "compare": {"--matched_gpt", "--wallclock_matched"},
+}
 """Boolean flags that may be given without a value (`--compile` means `--train.compile true`)."""
 
 BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}

@@ -54,13 +54,12 @@ def attention_reference(
 class _FlashWithLSE(torch.autograd.Function):
     """PyTorch's fused CPU attention kernel, returning the log-sum-exp *with* its gradient.
 
-    The kernel's backward computes ds_ij = P_ij (dO_i·v_j - D_i) with D_i = dO_i·out_i. A gradient g_i
-    on LSE_i adds g_i P_ij to ds_ij, i.e. replaces D_i by D_i - g_i. We obtain that by appending one
-    zero column to q, k, v, a column of ones to dO and the column -g to out: then
-    D'_i = D_i - g_i and dO'_i·v'_j = dO_i·v_j. Checked against autograd of the reference in float64.
-    ``v=None`` means the values are the keys (the oracle's first pass): passing one tensor twice
-    would stop torch.compile from tracing the function.
-    """
+    The kernel's backward computes ds_ij = P_ij (dO_i·v_j - D_i) with D_i = dO_i·out_i. A gradient
+    g_i on LSE_i adds g_i P_ij to ds_ij, i.e. replaces D_i by D_i - g_i. We obtain that by appending
+    one zero column to q, k, v, a column of ones to dO and the column -g to out: then D'_i = D_i -
+    g_i and dO'_i·v'_j = dO_i·v_j. Checked against autograd of the reference in float64. ``v=None``
+    means the values are the keys (the oracle's first pass): passing one tensor twice would stop
+    torch.compile from tracing the function."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor | None, causal: bool, scale: float):

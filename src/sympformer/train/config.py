@@ -316,6 +316,32 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "ckpt_every": 100,
         },
     },
+    # The committed CPU comparison (`sympformer compare --preset compare-cpu`): the paper's small
+    # model (SPEC §9.1) on the embedded Bible with the local BPE, sized so that 4 variants + the
+    # parameter-matched GPT x 3 seeds (18 runs) take about an hour on 2 cores with --jobs 2.
+    "compare-cpu": {
+        "model": {
+            "arch": "symp",
+            "n_layer": 4,
+            "n_head": 4,
+            "d_model": 64,
+            "mlp_hidden": 256,
+            "block_size": 128,
+        },
+        "data": {"dataset": "bible", "tokenizer": "bpe", "vocab_size": 4096},
+        "train": {
+            "max_steps": 1800,
+            "batch_size": 16,
+            "grad_accum": 1,
+            "lr": 1e-3,
+            "warmup_steps": 100,
+            "min_lr_ratio": 0.1,
+            "eval_every": 100,
+            "eval_batches": 16,  # 16 x 16 x 128 = 32,768 of the 51k validation tokens
+            "ckpt_every": 200,
+            "samples": 1,
+        },
+    },
     # Seconds on a CPU: for tests and for checking an installation.
     "smoke": {
         "model": {"arch": "symp", "n_layer": 2, "n_head": 2, "d_model": 32, "block_size": 32},
