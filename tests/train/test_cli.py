@@ -81,6 +81,19 @@ def case_args(case, tmp_path, text_file, cache_dir, trained_run, gpt_run) -> lis
         shutil.copytree(bytes_dir.path, bpe_dir)
         return tiny_args(text, cache, "--out", str(run), "--tokenizer", "bpe",
                          "--data.vocab_size", "400")  # fmt: skip
+    if case == "binary data file":
+        (tmp_path / "blob.txt").write_bytes(bytes(range(256)) * 8)
+        return tiny_args(tmp_path / "blob.txt", cache_dir, "--out", str(run))
+    if case == "truncated token cache":
+        text = write_text(tmp_path / "t.txt", n_lines=300)
+        cache = tmp_path / "cache"
+        corpus = prepare(DataConfig(path=str(text), tokenizer="bytes", cache_dir=str(cache)))
+        train_bin = corpus.path / "train.bin"
+        del corpus
+        train_bin.write_bytes(train_bin.read_bytes()[:-7])  # a copy cut short
+        return tiny_args(text, cache, "--out", str(run), "--tokenizer", "bytes")
+    if case == "negative batch size":
+        return [*train, "--train.batch_size", "-4"]
     if case == "n_layer 0":
         return [*train, "--model.n_layer", "0"]
     if case == "d_model not divisible by n_head":
@@ -134,6 +147,9 @@ CASES = {
     "missing data path": "does not exist",
     "empty data file": "is empty",
     "cache built with another tokenizer": "tokenizer='bytes', but tokenizer='bpe' is asked",
+    "binary data file": "is binary",
+    "truncated token cache": "but its manifest lists",
+    "negative batch size": "batch_size=-4",
     "n_layer 0": "ModelConfig.n_layer=0",
     "d_model not divisible by n_head": "d_model=31 is not divisible by n_head=2",
     "unknown arch": "ModelConfig.arch='transformer' is unknown",
