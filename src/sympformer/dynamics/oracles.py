@@ -76,6 +76,11 @@ def merge_heads(t: Tensor) -> Tensor:
     return t.transpose(-3, -2).flatten(-2)
 
 
+def head_scale(scale: float | None, wq: Tensor, n_head: int) -> float:
+    """The score scale: ``scale`` if given, else 1/sqrt(D) with D = rows of wq per head."""
+    return scale if scale is not None else 1.0 / math.sqrt(wq.shape[0] // n_head)
+
+
 def query_key(x: Tensor, wq: Tensor, wk: Tensor, n_head: int) -> tuple[Tensor, Tensor]:
     """Queries and keys (B, H, T, D) of x (B, T, C) with one matrix product."""
     q, k = (x @ torch.cat([wq, wk]).mT).chunk(2, dim=-1)
@@ -131,11 +136,7 @@ class SoftmaxOracle:
 
     @property
     def head_scale(self) -> float:
-        return (
-            self.scale
-            if self.scale is not None
-            else 1.0 / math.sqrt(self.wq.shape[0] // self.n_head)
-        )
+        return head_scale(self.scale, self.wq, self.n_head)
 
     def prepare(self, x: Tensor, p: Tensor) -> SoftmaxKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
@@ -225,11 +226,7 @@ class LinearOracle:
 
     @property
     def head_scale(self) -> float:
-        return (
-            self.scale
-            if self.scale is not None
-            else 1.0 / math.sqrt(self.wq.shape[0] // self.n_head)
-        )
+        return head_scale(self.scale, self.wq, self.n_head)
 
     def prepare(self, x: Tensor, p: Tensor) -> LinearKernel:
         x_hat = x if self.pre is None else self.pre(x, p)

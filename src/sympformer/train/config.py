@@ -270,6 +270,16 @@ def expand_preset(name: str, overrides: dict[str, dict[str, Any]]) -> dict[str, 
     return full
 
 
+PAPER_MODEL: dict[str, Any] = {
+    "arch": "symp",
+    "n_layer": 4,
+    "n_head": 4,
+    "d_model": 64,
+    "mlp_hidden": 256,
+    "block_size": 128,
+}
+"""The paper's small model (SPEC §9.1): 4 layers, 4 heads, width 64, MLP 256, context 128."""
+
 PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # The default: clear learning on the embedded Bible on 2 CPU cores in a few minutes.
     "quick": {
@@ -289,14 +299,7 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # SPEC §9.1, the authors' v1 job scripts (on the Bible; bf16 autocast on GPU: --dtype bfloat16).
     "paper-v1": {
-        "model": {
-            "arch": "symp",
-            "n_layer": 4,
-            "n_head": 4,
-            "d_model": 64,
-            "mlp_hidden": 256,
-            "block_size": 128,
-        },
+        "model": PAPER_MODEL,
         "data": {"dataset": "bible", "tokenizer": "gpt2"},
         "train": {
             "seed": 1337,
@@ -320,14 +323,7 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # model (SPEC §9.1) on the embedded Bible with the local BPE, sized so that 4 variants + the
     # parameter-matched GPT x 3 seeds (18 runs) take about an hour on 2 cores with --jobs 2.
     "compare-cpu": {
-        "model": {
-            "arch": "symp",
-            "n_layer": 4,
-            "n_head": 4,
-            "d_model": 64,
-            "mlp_hidden": 256,
-            "block_size": 128,
-        },
+        "model": PAPER_MODEL,
         "data": {"dataset": "bible", "tokenizer": "bpe", "vocab_size": 4096},
         "train": {
             "max_steps": 1800,
