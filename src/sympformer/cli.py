@@ -5,7 +5,7 @@ builds its flags from the signature and docstring), so the same functions are ca
     sympformer sample --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
     sympformer flow --kernel linear|softmax [--problem sphere] [--schemes a,b] [--calls K] --out DIR
     sympformer audit [--archs a,b] [--schemes a,b] [--dtype float32|float64|bfloat16]
-    sympformer compare --runs a,b:scheme [--seeds 3] [--preset compare-cpu] [--jobs 2] --out DIR
+    sympformer compare --runs a,b:scheme[/learned] [--seeds 3] [--preset P] [--jobs 2] --out DIR
 
 Adding a subcommand: write a function with type hints and a docstring, add it to `COMMANDS` and,
 if it wants short flags, a table to `ALIASES`. Flags may use "-" or "_" (`--max-new-tokens`).
@@ -217,14 +217,16 @@ def compare(
     OUT/runs/<label>-seed<k>/; then OUT/results.md, results.tex (Table 1: mean ± sd over seeds,
     paired t-tests against gpt), curves.png (Figure 2) and summary.json are written. Repeating
     the command continues an interrupted comparison (finished runs are skipped, interrupted ones
-    resumed) and regenerates the report; another comparison in OUT is refused. The committed
+    resumed) and regenerates the report; it may add rows to OUT's comparison (new rows pair with
+    the seeds already trained), any other change is refused. The committed
     CPU comparison (about 55 min on 2 idle cores): --runs
     gpt,yurii,symp:presymp_euler,symp_linear:presymp_euler --seeds 3 --preset compare-cpu
     --jobs 2.
 
     Args:
-        runs: Comma-separated variants, "arch" or "arch:scheme", e.g.
-            gpt,yurii,symp:presymp_euler,symp_linear:presymp_euler (gpt is always included).
+        runs: Comma-separated variants, "arch" or "arch:scheme", each optionally followed by
+            "/learned" or "/zero" (velocity initialisation; default: the arch's own), e.g.
+            gpt,yurii,symp:presymp_euler,symp:presymp_euler/learned (gpt is always included).
         out: Comparison folder.
         seeds: Seeds per variant.
         preset: Base settings of every run: compare-cpu (default; the committed CPU comparison),

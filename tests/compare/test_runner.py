@@ -91,6 +91,11 @@ def mtimes(folder: Path) -> dict[str, int]:
         ("symp", "symp:presymp_euler"),
         (" symp_linear : ab2 ", "symp_linear:ab2"),
         ("yurii", "yurii"),
+        ("symp/learned", "symp:presymp_euler/learned"),
+        ("symp_linear:ab2 / zero", "symp_linear:ab2"),  # the arch's default: no suffix
+        ("yurii/learned", "yurii"),
+        ("yurii/zero", "yurii/zero"),
+        ("symp/auto", "symp:presymp_euler"),
     ],
 )
 def test_run_entries_become_labels(entry, label):
@@ -113,6 +118,9 @@ def test_gpt_is_always_the_first_row():
         ("symp,symp:presymp_euler", 3, "more than once"),
         (",", 3, "names no run"),
         ("gpt,yurii", 0, "seeds=0"),
+        ("gpt/learned", 3, "arch='gpt' has no velocity"),
+        ("symp/fast", 3, "velocity_init='fast' is not one of"),
+        ("symp,symp/zero", 3, "more than once"),
     ],
 )
 def test_bad_runs_and_seeds_are_refused(runs, seeds, message):
@@ -360,6 +368,24 @@ def test_another_comparison_in_the_folder_is_refused(
     assert len(err.splitlines()) == 1
     assert message in err
     assert snapshot(out) == before
+
+
+def test_rows_added_to_a_comparison_pair_with_its_seeds(comparison, data, tmp_path, capsys):
+    out = copy_comparison(comparison, tmp_path / "cmp")
+    runs = out / "runs"
+    before = {p.name: snapshot(p) for p in runs.iterdir()}
+    main(args(data, out, "--runs", "gpt,yurii,symp/learned", *SAME[2:]))
+    printed = capsys.readouterr().out
+    assert "6 of 8 runs already done, 2 to train" in printed
+    assert {p.name: snapshot(p) for p in runs.iterdir() if p.name in before} == before
+    table = summary(out)["rows"]
+    assert [r["label"] for r in table][:3] == ["gpt", "yurii", "symp:presymp_euler/learned"]
+    for k in range(SEEDS):
+        cfg = load_run_config(runs / f"symp-presymp_euler-learned-seed{k}")
+        gpt = load_run_config(runs / f"gpt-seed{k}")
+        assert (cfg.model.arch, cfg.model.velocity_init) == ("symp", "learned")
+        assert cfg.train.seed == gpt.train.seed  # paired with the seeds already trained
+    assert "symp:presymp_euler/learned" in (out / "results.md").read_text()
 
 
 def test_a_folder_with_other_files_is_refused(data, tmp_path, capsys):

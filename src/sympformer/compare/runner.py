@@ -3,7 +3,8 @@ validation batches, then write the paper's Table 1 and Figure 2 (SPEC §9; see `
 
 Comparison folder DIR::
 
-    compare.json            the comparison config; a later call with another one is refused
+    compare.json            the comparison config; a later call with another one is refused,
+                            except that it may add rows
     wallclock.json          gpt-wallclock's step count, chosen once from measured wall-clock
     runs/<label>-seed<k>/   one `fit` run folder per row and seed (":" of a label becomes "-")
     logs/<run>.log          output of the runs trained in worker processes (jobs > 1)
@@ -81,15 +82,23 @@ COMPARABLE_FIELDS = RESUMABLE_FIELDS - {"train.max_steps", "preset"}
 the data, the model nor the budget; e.g. train.device, train.progress, data.cache_dir)."""
 
 
+VELOCITY_SEP = "/"
+"""Separates a row's velocity initialisation: "symp:presymp_euler/learned"."""
+
+
 def parse_run(entry: str) -> str:
-    """The row label of one `--runs` entry: "arch" or "arch:scheme" ("symp" means
-    "symp:presymp_euler", the accelerated archs' default scheme).
+    """The row label of one `--runs` entry: "arch", "arch:scheme", optionally followed by
+    "/zero" or "/learned" (the velocity initialisation; default: the arch's own, see
+    ModelConfig.velocity_init). "symp" means "symp:presymp_euler", the accelerated archs' default
+    scheme; a suffix equal to the arch's default is dropped ("yurii/learned" is "yurii").
 
     Raises:
-        ValueError: unknown arch or scheme, or a scheme on an arch without integrator.
+        ValueError: unknown arch, scheme or velocity, a scheme on an arch without integrator, or a
+            velocity on an arch without one.
     """
     text = entry.strip()
-    arch, colon, scheme = (part.strip() for part in text.partition(":"))
+    head, slash, velocity = (part.strip() for part in text.partition(VELOCITY_SEP))
+    arch, colon, scheme = (part.strip() for part in head.partition(":"))
     if arch not in ARCHS:
         raise ValueError(
             f"CompareConfig.runs entry {text!r}: unknown arch {arch!r}; choose one of {list(ARCHS)}"
@@ -100,21 +109,38 @@ def parse_run(entry: str) -> str:
                 f"CompareConfig.runs entry {text!r}: arch {arch!r} takes no scheme (schemes "
                 "select the integrator of the accelerated archs symp and symp_linear)"
             )
-        return arch
-    if colon and not scheme:
-        raise ValueError(f"CompareConfig.runs entry {text!r}: empty scheme after ':'")
-    scheme = scheme or ModelConfig(arch=arch).scheme
+        label = arch
+    else:
+        if colon and not scheme:
+            raise ValueError(f"CompareConfig.runs entry {text!r}: empty scheme after ':'")
+        scheme = scheme or ModelConfig(arch=arch).scheme
+        try:
+            get_scheme(scheme)
+        except ValueError as err:
+            raise ValueError(f"CompareConfig.runs entry {text!r}: {err}") from None
+        label = f"{arch}:{scheme}"
+    if not slash:
+        return label
     try:
-        get_scheme(scheme)
+        default = ModelConfig(arch=arch).velocity_init
+        velocity = ModelConfig(arch=arch, velocity_init=velocity).velocity_init  # "auto" resolved
     except ValueError as err:
         raise ValueError(f"CompareConfig.runs entry {text!r}: {err}") from None
-    return f"{arch}:{scheme}"
+    return label if velocity == default else f"{label}{VELOCITY_SEP}{velocity}"
+
+
+def split_label(label: str) -> tuple[str, str | None, str]:
+    """(arch, scheme or None, velocity_init) of a row label made by `parse_run`."""
+    head, _, velocity = label.partition(VELOCITY_SEP)
+    arch, _, scheme = head.partition(":")
+    return arch, scheme or None, velocity or "auto"
 
 
 def run_slug(label: str) -> str:
-    """A row label as a folder name ("symp:presymp_euler" -> "symp-presymp_euler"; arch and
-    scheme names contain no "-", so the slug is unambiguous)."""
-    return label.replace(":", "-")
+    """A row label as a folder name ("symp:presymp_euler/learned" ->
+    "symp-presymp_euler-learned"; arch, scheme and velocity names contain no "-", so the slug is
+    unambiguous)."""
+    return label.replace(":", "-").replace(VELOCITY_SEP, "-")
 
 
 def _is_int(value: object) -> bool:
@@ -169,15 +195,15 @@ class CompareConfig:
         return tuple(self.base.train.seed + k for k in range(self.seeds))
 
     def variant_model(self, label: str, vocab_size: int | None = None) -> ModelConfig:
-        """The ModelConfig of row `label` ("arch" or "arch:scheme"): the base model with this
-        arch and scheme (velocity_init re-resolved for the arch)."""
-        arch, _, scheme = label.partition(":")
+        """The ModelConfig of row `label` (see `parse_run`): the base model with this arch,
+        scheme and velocity initialisation (the arch's own unless the label names one)."""
+        arch, scheme, velocity = split_label(label)
         try:
             return dataclasses.replace(
                 self.base.model,
                 arch=arch,
-                scheme=scheme or None,
-                velocity_init="auto",
+                scheme=scheme,
+                velocity_init=velocity,
                 vocab_size=vocab_size or self.base.model.vocab_size,
             )
         except ValueError as err:
@@ -584,10 +610,12 @@ def check_folder(cfg: CompareConfig, out: Path) -> None:
         raise RunError(f"{path} is not a valid comparison config: {err}") from None
     for name in ("runs", "seeds", "matched_gpt", "wallclock_matched"):
         old, new = getattr(saved_cfg, name), getattr(cfg, name)
-        if (set(old) != set(new)) if name == "runs" else (old != new):  # order: only the table's
+        # runs: new rows may be added (they pair with the seeds already trained); order is only
+        # the table's
+        if (not set(old) <= set(new)) if name == "runs" else (old != new):
             raise RunError(
                 f"{out} holds another comparison: it has {name}={_show(old)}, this call asks "
-                f"{_show(new)}; repeat its command or choose another --out"
+                f"{_show(new)}; repeat its command (rows may be added) or choose another --out"
             )
     asked = with_absolute_paths(cfg.base)
     diffs = config_differences(saved_cfg.base, asked, COMPARABLE_FIELDS)
