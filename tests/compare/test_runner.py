@@ -14,7 +14,7 @@ from matplotlib.image import imread
 from scipy import stats
 
 from sympformer.cli import main
-from sympformer.compare.report import DIVERGED
+from sympformer.compare.report import DIVERGED, _trailing_mean
 from sympformer.compare.runner import (
     CompareConfig,
     parse_run,
@@ -464,3 +464,14 @@ def test_a_folder_in_use_by_another_comparison_is_refused(comparison, data, tmp_
     assert "another `sympformer compare` (process 4242) is working in" in capsys.readouterr().err
     main(args(data, out, *SAME))  # the lock is free again
     assert "6 of 6 runs already done" in capsys.readouterr().out
+
+
+def test_trailing_mean_of_the_training_curve():
+    rng = np.random.default_rng(0)
+    steps = np.arange(0, 200, 2)  # logged every other step: the window counts logged steps
+    values = rng.normal(size=steps.size)
+    smooth = _trailing_mean(dict(zip(steps.tolist(), values.tolist(), strict=True)), 7)
+    got = np.array([smooth[k] for k in steps.tolist()])
+    full = np.convolve(values, np.ones(7) / 7, mode="valid")
+    np.testing.assert_allclose(got[6:], full, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got[:6], np.cumsum(values[:6]) / np.arange(1, 7), atol=1e-12)

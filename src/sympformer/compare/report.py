@@ -228,6 +228,7 @@ def row_stats(
                 "label": r.label,
                 "arch": r.model.arch,
                 "scheme": r.model.scheme,
+                "velocity_init": r.model.velocity_init,
                 "d_model": r.model.d_model,
                 "mlp_hidden": r.model.mlp_width,
                 "max_steps": r.max_steps,
@@ -435,6 +436,21 @@ def _series(rows: list[dict[str, str]], column: str) -> dict[int, float]:
     return {int(r["step"]): v for r in rows if math.isfinite(v := _cell(r, column))}
 
 
+SMOOTHING = 40
+"""Figure 2 draws the training loss as a trailing mean over max_steps / SMOOTHING steps: one
+batch's loss is too noisy to tell rows apart (validation points are not smoothed)."""
+
+
+def _trailing_mean(series: dict[int, float], window: int) -> dict[int, float]:
+    """{step: mean of the values at this and the window - 1 previous logged steps}."""
+    steps = sorted(series)
+    total = np.cumsum([0.0] + [series[k] for k in steps])
+    return {
+        k: (total[i + 1] - total[max(0, i + 1 - window)]) / min(i + 1, window)
+        for i, k in enumerate(steps)
+    }
+
+
 def _band(per_seed: Sequence[dict[int, float]]) -> tuple[np.ndarray, ...]:
     """(steps in every seed, mean, min, max) of per-seed {step: value}."""
     common = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
@@ -451,8 +467,9 @@ def plot_curves(
     png: Path,
     title: str,
 ) -> None:
-    """Figure 2: training (lines) and validation (circles) loss against step and against
-    wall-clock; per row the mean over its finished seeds with a min-max band."""
+    """Figure 2: training (lines, trailing mean, see SMOOTHING) and validation (circles) loss
+    against step and against wall-clock; per row the mean over its finished seeds with a min-max
+    band."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -460,7 +477,7 @@ def plot_curves(
     FigureCanvasAgg(fig)
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     colours = [f"C{i % 10}" for i in range(len(table))]
-    lows, highs = [], []
+    lows, highs, windows = [], [], set()
     entropy = [n.unigram_entropy for n in numbers if math.isfinite(n.unigram_entropy)]
     for colour, r in zip(colours, table, strict=True):
         metrics = [
@@ -471,8 +488,13 @@ def plot_curves(
         if not metrics:
             continue
         times = [_series(m, "time_s") for m in metrics]
+        window = max(1, round(r["max_steps"] / SMOOTHING))
+        windows.add(window)
         for column, style in (("train_loss", "line"), ("val_loss", "points")):
-            steps, mean, lo, hi = _band([_series(m, column) for m in metrics])
+            series = [_series(m, column) for m in metrics]
+            if style == "line":
+                series = [_trailing_mean(one, window) for one in series]
+            steps, mean, lo, hi = _band(series)
             if steps.size == 0:
                 continue
             t = np.array([np.mean([s[k] for s in times]) for k in steps])
@@ -501,7 +523,10 @@ def plot_curves(
         pad = 0.05 * (hi - lo) if hi > lo else 0.1
         by_step.set_ylim(lo - pad, hi + pad)  # the first 10 % of training would hide the rest
     by_step.set_ylabel("cross-entropy (nats/token)")
-    by_step.set_title("lines: training, circles: validation; mean over seeds, min-max", fontsize=9)
+    smoothing = f", trailing mean of {'/'.join(map(str, sorted(windows)))} steps" if windows else ""
+    by_step.set_title(
+        f"lines: training{smoothing}; circles: validation; mean over seeds, min-max", fontsize=9
+    )
     by_time.set_title(
         "x: mean wall-clock over seeds at each step"
         + (f"; dashed: val unigram entropy {entropy[0]:.3f}" if entropy else ""),
