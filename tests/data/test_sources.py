@@ -169,3 +169,16 @@ def test_openwebtext_holds_out_seeded_half_percent_and_cache_works_offline(
     monkeypatch.setitem(sys.modules, "datasets", None)
     sources.load_hub.cache_clear()
     assert prepare(cfg).manifest == corpus.manifest  # reused without the library or network
+
+
+def test_real_datasets_library_offline_is_one_line(monkeypatch, tmp_path):
+    pytest.importorskip("datasets")  # the `hf` extra, installed by the Makefile
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sources.load_hub.cache_clear()
+    cfg = DataConfig(dataset="tinystories", tokenizer="bytes", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="needs network access to huggingface.co") as e:
+        prepare(cfg)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.bin"))
