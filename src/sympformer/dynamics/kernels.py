@@ -23,6 +23,12 @@ _flash_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _flash_cpu_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 
 
+LINEAR_CHUNK = 32
+"""Tokens per chunk of the causal linear attention: (chunk, chunk) masked products inside a chunk,
+the (D, D) prefix state between chunks. 32 measured 10-15 % faster than 64 for whole-model
+training at context 128 and the same at 1024-4096 (CPU, D = 16)."""
+
+
 def prefix_counts(length: int, offset: int, like: Tensor) -> Tensor:
     """The prefix sizes i = offset + 1, ..., offset + length of the queries, shape (length,)."""
     return torch.arange(offset + 1, offset + length + 1, dtype=like.dtype, device=like.device)
@@ -134,7 +140,7 @@ def linear_attention(
     v: Tensor,
     causal: bool = True,
     tape: Tape | None = None,
-    chunk: int = 64,
+    chunk: int = LINEAR_CHUNK,
 ) -> Tensor:
     r"""Unnormalised linear attention :math:`\mathrm{out}_i=\sum_{j\le i}(q_i\cdot k_j)v_j`.
 

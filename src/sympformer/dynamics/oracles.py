@@ -22,7 +22,12 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from sympformer.dynamics.kernels import linear_attention, prefix_counts, softmax_attention
+from sympformer.dynamics.kernels import (
+    LINEAR_CHUNK,
+    linear_attention,
+    prefix_counts,
+    softmax_attention,
+)
 from sympformer.dynamics.memory import Tape
 
 LOG_Z_MAX = 30.0
@@ -222,7 +227,7 @@ class LinearOracle:
     causal: bool = True
     pre: Callable[[Tensor, Tensor], Tensor] | None = None
     tape: Tape | None = None
-    chunk: int = 64
+    chunk: int = LINEAR_CHUNK
 
     @property
     def head_scale(self) -> float:
