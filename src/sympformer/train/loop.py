@@ -108,7 +108,11 @@ def fit(
     """
     d = init_distributed(cfg.train.device)
     try:
-        return Trainer(cfg, d, out, resume).run()
+        result = Trainer(cfg, d, out, resume).run()
+        # rank 0 still writes the plot and samples: a rank that tore its gloo group down and
+        # exited meanwhile could abort ("terminate called without an active exception")
+        d.barrier()
+        return result
     finally:
         shutdown(d)
 
