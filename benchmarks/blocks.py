@@ -67,9 +67,7 @@ def main() -> None:
     ap.add_argument("--min-run-time", type=float, default=0.5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    pairs = grid(args.archs, args.schemes)
-    if ("gpt", None) not in pairs:
-        pairs.insert(0, ("gpt", None))
+    pairs = grid(args.archs, args.schemes, baseline=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, blocks fwd+bwd\n")
     for ctx in args.contexts:
         batch = max(1, args.tokens // ctx)

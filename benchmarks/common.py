@@ -10,10 +10,14 @@ from torch.utils import benchmark
 from sympformer import ARCHS, ModelConfig
 from sympformer.dynamics import SCHEMES
 
+BASELINE = ("gpt", None)
+"""The model every ratio is measured against."""
 
-def grid(archs=None, schemes=None) -> list[tuple[str, str | None]]:
-    """(arch, scheme) pairs: baselines once, accelerated archs with every (selected) scheme."""
-    out = []
+
+def grid(archs=None, schemes=None, baseline: bool = False) -> list[tuple[str, str | None]]:
+    """(arch, scheme) pairs: baselines once, accelerated archs with every (selected) scheme;
+    ``baseline`` puts `gpt` first even when ``archs`` leaves it out (for the ratio scripts)."""
+    out = [BASELINE] if baseline and archs and "gpt" not in archs else []
     for arch, spec in ARCHS.items():
         if archs and arch not in archs:
             continue

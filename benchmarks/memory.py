@@ -47,9 +47,7 @@ def main() -> None:
         _child(arch, None if scheme == "-" else scheme, args.context, args.batch)
         return
     rows = {}
-    pairs = grid(args.archs, args.schemes)
-    if ("gpt", None) not in pairs:
-        pairs.insert(0, ("gpt", None))
+    pairs = grid(args.archs, args.schemes, baseline=True)
     for arch, scheme in pairs:
         cmd = [
             sys.executable,

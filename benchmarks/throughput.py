@@ -42,9 +42,7 @@ def main() -> None:
     ap.add_argument("--min-run-time", type=float, default=0.5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    pairs = grid(args.archs, args.schemes)
-    if ("gpt", None) not in pairs:
-        pairs.insert(0, ("gpt", None))
+    pairs = grid(args.archs, args.schemes, baseline=True)
     tokens = args.batch * args.context
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, fp32, {tokens} tokens/step\n")
