@@ -41,6 +41,7 @@ from sympformer.train import (
     preset_dict,
 )
 from sympformer.train.loop import CONFIG_JSON
+from sympformer.train.loop import USER_ERRORS as RUN_INPUT_ERRORS
 
 EXIT_USER_ERROR = 2
 
@@ -302,8 +303,7 @@ SWITCHES: dict[str, set[str]] = {
 BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # includes DataError, CheckpointError, RunError and the config checks
-    OSError,  # missing files, unwritable folders
+    *RUN_INPUT_ERRORS,  # ValueError (DataError, CheckpointError, RunError, config checks), OSError
     argparse.ArgumentError,  # unknown flags, unparsable values
     DivergenceError,
 )

@@ -59,7 +59,13 @@ from sympformer.train import (
     preset_config,
 )
 from sympformer.train.config import config_differences
-from sympformer.train.loop import LOSS_PNG, SAMPLES_TXT, holds_run, with_absolute_paths
+from sympformer.train.loop import (
+    LOSS_PNG,
+    SAMPLES_TXT,
+    USER_ERRORS,
+    holds_run,
+    with_absolute_paths,
+)
 
 COMPARE_JSON, WALLCLOCK_JSON, LOCK = "compare.json", "wallclock.json", ".lock"
 RUNS_DIR, LOGS_DIR = "runs", "logs"
@@ -70,9 +76,6 @@ MATCH_TOLERANCE = 0.02
 """gpt-matched must have a parameter count within this fraction of the largest variant's."""
 
 DEFAULT_COMPARE_PRESET = "compare-cpu"
-
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
-"""Errors of a run caused by inputs (config, data, folders): reported on one line."""
 
 FORMAT = 1
 """Format of compare.json and summary.json."""

@@ -178,13 +178,13 @@ class LanguageModel(nn.Module):
     @torch.no_grad()
     def scalars(self) -> dict[str, float]:
         """The learned per-layer scalars after their maps, e.g. {"blocks.0.h": 0.31, ...}, for
-        logging (a host sync: call at log intervals only). Vectors (metric scales) report their
-        mean."""
-        return {
-            name: float(m().float().mean())
-            for name, m in self.named_modules()
-            if isinstance(m, Scalar)
-        }
+        logging (one host sync for all of them: call at log intervals only). Vectors (metric
+        scales) report their mean."""
+        named = [(name, m) for name, m in self.named_modules() if isinstance(m, Scalar)]
+        if not named:
+            return {}
+        values = torch.stack([m().float().mean() for _, m in named]).tolist()
+        return dict(zip([name for name, _ in named], values, strict=True))
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Writes config.json and model.safetensors (Hugging Face style), each atomically."""
