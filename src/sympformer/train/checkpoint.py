@@ -21,7 +21,6 @@ absent before the first). Folders no link points to are removed after each save.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from sympformer.data import Tokenizer, load_tokenizer
+from sympformer.data.packaged import file_sha256
 from sympformer.model import CheckpointError, LanguageModel
 from sympformer.model.lm import CONFIG_FILE, WEIGHTS_FILE
 from sympformer.train.config import ExperimentConfig
@@ -166,7 +166,7 @@ def save_checkpoint(
         files = {}
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             _fsync(path)
-            files[path.relative_to(tmp).as_posix()] = _sha256(path)
+            files[path.relative_to(tmp).as_posix()] = file_sha256(path)
         state = {
             "format": FORMAT,
             "progress": asdict(progress),
@@ -252,7 +252,7 @@ def open_checkpoint(path: Path) -> Checkpoint:
             file = path / name
             if not file.is_file():
                 raise CheckpointError(f"{file} is missing; the checkpoint is incomplete")
-            if _sha256(file) != digest:
+            if file_sha256(file) != digest:
                 raise CheckpointError(f"{file} is corrupt (its sha256 differs from {STATE_FILE})")
         for required in (CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, RNG_FILE):
             if required not in state["files"]:
@@ -275,14 +275,6 @@ def _torch_load(path: Path) -> Any:
     except Exception as err:  # torch raises many types for a damaged pickle or zip
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path} cannot be read: {first}") from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
