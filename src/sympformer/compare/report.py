@@ -23,6 +23,7 @@ import torch
 from scipy import stats
 
 import sympformer
+from sympformer.files import atomic_write, atomic_write_text
 from sympformer.train import load_run_config, read_metrics
 from sympformer.train.loop import METRICS_CSV, RUN_JSON
 
@@ -535,9 +536,7 @@ def plot_curves(
     by_step.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, png)
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -553,12 +552,6 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def machine() -> dict[str, Any]:
@@ -599,8 +592,8 @@ def write_reports(
         f"Table 1: {b.data.dataset} ({b.data.tokenizer}), {b.train.max_steps} steps, "
         f"{cfg.seeds} seed(s)"
     )
-    _atomic_text(out / RESULTS_MD, markdown(table, note_lines, title))
-    _atomic_text(out / RESULTS_TEX, latex(table, note_lines, title))
+    atomic_write_text(out / RESULTS_MD, markdown(table, note_lines, title))
+    atomic_write_text(out / RESULTS_TEX, latex(table, note_lines, title))
     plot_curves(
         runs_dir, table, numbers, out / CURVES_PNG,
         f"Figure 2: {b.data.dataset}, {b.model.n_layer}L/{b.model.n_head}H/{b.model.d_model}d, "
@@ -624,5 +617,5 @@ def write_reports(
         "files": [RESULTS_MD, RESULTS_TEX, CURVES_PNG, SUMMARY_JSON],
     }
     summary = _finite(summary)
-    _atomic_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -8,8 +8,6 @@ a document that quotes the marker cannot forge a document boundary. `decode` ren
 
 import functools
 import hashlib
-import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +19,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from sympformer.data.errors import DataError
 from sympformer.data.packaged import package_file
+from sympformer.files import atomic_write_text
 
 EOT = "<|endoftext|>"
 
@@ -222,14 +221,8 @@ class BPETokenizer:
         return self.backend.decode(list(ids), skip_special_tokens=False)
 
     def save(self, folder: Path) -> None:
-        """Write the JSON to `folder / BPE_FILE` atomically (temp file + os.replace)."""
-        tmp = folder / f".{BPE_FILE}.{uuid.uuid4().hex}.tmp"
-        try:
-            tmp.write_text(self.definition, encoding="utf-8")
-            os.replace(tmp, folder / BPE_FILE)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        """Write the JSON to `folder / BPE_FILE` atomically."""
+        atomic_write_text(folder / BPE_FILE, self.definition)
 
     @classmethod
     def load(cls, folder: Path) -> "BPETokenizer":

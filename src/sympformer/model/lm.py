@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from sympformer.dynamics import State
+from sympformer.files import atomic_write, atomic_write_text
 from sympformer.model.attention import ClassicalAttention, Scalar, _OracleModule
 from sympformer.model.blocks import BLOCKS, MLP
 from sympformer.model.cache import Cache
@@ -191,8 +191,8 @@ class LanguageModel(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         cfg = json.dumps(dataclasses.asdict(self.cfg), indent=2)
-        _atomic_write(folder / CONFIG_FILE, lambda f: Path(f).write_text(cfg))
-        _atomic_write(folder / WEIGHTS_FILE, lambda f: save_model(self, f))
+        atomic_write_text(folder / CONFIG_FILE, cfg)
+        atomic_write(folder / WEIGHTS_FILE, lambda f: save_model(self, f))
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "cpu") -> LanguageModel:
@@ -224,23 +224,6 @@ def load_config(folder: Path) -> ModelConfig:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
     except TypeError as err:
         raise CheckpointError(f"{path} has unknown or missing fields: {err}") from None
-
-
-def _atomic_write(path: Path, write) -> None:
-    """write(tmp_path) then rename over ``path``: a crash never leaves a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_model(cfg: ModelConfig) -> LanguageModel:

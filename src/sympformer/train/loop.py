@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 import sympformer
 from sympformer.data import Corpus, TrainBatches, prepare, val_batches
+from sympformer.files import atomic_write_text
 from sympformer.model import CheckpointError, LanguageModel
 from sympformer.train.checkpoint import (
     CHECKPOINTS,
@@ -583,8 +584,4 @@ class Trainer:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")

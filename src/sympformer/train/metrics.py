@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sympformer.files import atomic_write, atomic_write_text
+
 BASE_COLUMNS = (
     "step",
     "tokens",
@@ -62,11 +64,7 @@ class MetricsLog:
                     f"{self.path} has other columns than this run writes; move it away to resume"
                 )
             kept = [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) < keep_before_step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("\n".join([header, *kept]) + "\n")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "\n".join([header, *kept]) + "\n")
         self._file = open(self.path, "a", newline="")  # kept open for the run
 
     def append(self, row: dict[str, Any]) -> None:
@@ -125,6 +123,4 @@ def plot_losses(metrics: Path, png: Path, title: str = "", baseline: float | Non
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, png)
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
