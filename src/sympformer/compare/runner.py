@@ -45,6 +45,7 @@ except ImportError:  # Windows
 
 from sympformer.compare.report import BASELINE, DIVERGED, read_runs, write_reports
 from sympformer.data import prepare
+from sympformer.data.config import is_int
 from sympformer.dynamics import get_scheme
 from sympformer.model import ARCHS, ModelConfig, count_params, matched_gpt
 from sympformer.train import (
@@ -146,10 +147,6 @@ def run_slug(label: str) -> str:
     return label.replace(":", "-").replace(VELOCITY_SEP, "-")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class CompareConfig:
     """What a comparison trains: rows x seeds, all from one base experiment config."""
@@ -183,7 +180,7 @@ class CompareConfig:
         if BASELINE not in labels:
             labels.insert(0, BASELINE)  # the reference of every paired test
         object.__setattr__(self, "runs", tuple(labels))
-        if not _is_int(self.seeds) or self.seeds < 1:
+        if not is_int(self.seeds) or self.seeds < 1:
             raise ValueError(f"CompareConfig.seeds={self.seeds!r} must be a positive integer")
         if not isinstance(self.base, ExperimentConfig):
             raise ValueError("CompareConfig.base must be an ExperimentConfig")
@@ -664,9 +661,9 @@ def run_comparison(
             training where possible; a worker's error names its run.
     """
     echo = echo or _print
-    if not _is_int(jobs) or jobs < 1:
+    if not is_int(jobs) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive integer")
-    if threads is not None and (not _is_int(threads) or threads < 1):
+    if threads is not None and (not is_int(threads) or threads < 1):
         raise ValueError(f"threads={threads!r} must be a positive integer")
     threads = threads or default_threads(jobs)
     out = Path(out)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from sympformer.data import DataConfig
+from sympformer.data.config import is_int
 from sympformer.model import ModelConfig
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -40,10 +41,6 @@ RESUMABLE_FIELDS = frozenset(
 )
 """Dotted fields a resumed run may change; any other difference from the run's config.json is
 refused (the loss curve would no longer be the one the checkpoint belongs to)."""
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:
@@ -125,13 +122,13 @@ class TrainConfig:
             "max_skips",
         ):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"TrainConfig.{name}={value!r} must be a positive integer")
         for name in ("seed", "val_seed", "warmup_steps", "samples", "sample_tokens"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"TrainConfig.{name}={value!r} must be an integer >= 0")
-        if self.stop_after is not None and (not _is_int(self.stop_after) or self.stop_after < 1):
+        if self.stop_after is not None and (not is_int(self.stop_after) or self.stop_after < 1):
             raise ValueError(
                 f"TrainConfig.stop_after={self.stop_after!r} must be a positive integer or None"
             )
@@ -153,7 +150,7 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.grad_clip={self.grad_clip!r} must be a positive number or None"
             )
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
+        if self.top_k is not None and (not is_int(self.top_k) or self.top_k < 1):
             raise ValueError(f"TrainConfig.top_k={self.top_k!r} must be a positive integer or None")
         if self.dtype not in DTYPES:
             raise ValueError(f"TrainConfig.dtype={self.dtype!r} is not one of {list(DTYPES)}")
