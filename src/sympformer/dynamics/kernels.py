@@ -83,8 +83,10 @@ class _FlashWithLSE(torch.autograd.Function):
         pad = lambda a: F.pad(a, (0, 1))  # noqa: E731  (one extra zero feature)
         g_out2 = torch.cat([g_out, torch.ones_like(out[..., :1])], dim=-1)
         out2 = torch.cat([out, -g_lse.to(out.dtype)[..., None]], dim=-1)
+        k2 = pad(k)
+        v2 = k2 if ctx.keys_as_values else pad(v)  # the keys, padded once
         dq, dk, dv = _flash_cpu_backward(
-            g_out2.contiguous(), pad(q), pad(k), pad(v), out2, lse, 0.0, ctx.causal, scale=ctx.scale
+            g_out2.contiguous(), pad(q), k2, v2, out2, lse, 0.0, ctx.causal, scale=ctx.scale
         )
         dq, dk, dv = dq[..., :-1], dk[..., :-1], dv[..., :-1]
         if ctx.keys_as_values:
