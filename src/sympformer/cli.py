@@ -249,16 +249,12 @@ def compare(
     from sympformer.compare.runner import CompareConfig, run_comparison
     from sympformer.train import preset_config
 
-    data = {
-        k: v
-        for k, v in (("dataset", dataset), ("path", data_path), ("tokenizer", tokenizer))
-        if v is not None
-    }
-    if cache_dir is not None:
-        data["cache_dir"] = cache_dir
+    given = (("dataset", dataset), ("path", data_path), ("tokenizer", tokenizer),
+             ("cache_dir", cache_dir))  # fmt: skip
+    data = {k: v for k, v in given if v is not None}
     train = {k: v for k, v in (("max_steps", max_steps), ("seed", seed)) if v is not None}
     base = preset_config(preset, data=data, train=train)
-    cfg = CompareConfig(_names(runs) or (), seeds, base, matched_gpt, wallclock_matched)
+    cfg = CompareConfig(_names(runs), seeds, base, matched_gpt, wallclock_matched)
     summary = run_comparison(cfg, out, jobs=jobs, threads=threads, command=" ".join(sys.argv))
     print((out / summary["files"][0]).read_text(), end="")
 
