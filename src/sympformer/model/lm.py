@@ -34,6 +34,13 @@ class CheckpointError(ValueError):
     """A model folder that is missing, corrupt or does not match its config."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name if the message is empty), for
+    one-line errors built from a library's multi-line one."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class LanguageModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -206,9 +213,8 @@ class LanguageModel(nn.Module):
         try:
             load_model(model, weights, strict=True, device=device)
         except (SafetensorError, RuntimeError, OSError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
-                f"{weights} does not fit {folder / CONFIG_FILE}: {first}"
+                f"{weights} does not fit {folder / CONFIG_FILE}: {first_line(err)}"
             ) from None
         return model.to(device)
 

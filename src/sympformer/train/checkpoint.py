@@ -37,7 +37,7 @@ from torch import nn
 from sympformer.data import Tokenizer, load_tokenizer
 from sympformer.data.packaged import file_sha256
 from sympformer.model import CheckpointError, LanguageModel
-from sympformer.model.lm import CONFIG_FILE, WEIGHTS_FILE
+from sympformer.model.lm import CONFIG_FILE, WEIGHTS_FILE, first_line
 from sympformer.train.config import ExperimentConfig
 
 FORMAT = 1
@@ -89,17 +89,17 @@ class Checkpoint:
         try:
             model.load_state_dict(reference.state_dict(), strict=True)
         except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise CheckpointError(f"{self.path} does not fit this model: {first}") from None
+            raise CheckpointError(
+                f"{self.path} does not fit this model: {first_line(err)}"
+            ) from None
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         state = _torch_load(self.path / OPTIMIZER_FILE)
         try:
             optimizer.load_state_dict(state)
         except (ValueError, KeyError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(
-                f"{self.path / OPTIMIZER_FILE} does not fit this optimizer: {first}"
+                f"{self.path / OPTIMIZER_FILE} does not fit this optimizer: {first_line(err)}"
             ) from None
 
     def restore_rng(self) -> None:
@@ -264,8 +264,7 @@ def open_checkpoint(path: Path) -> Checkpoint:
     except CheckpointError:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{state_path} is malformed ({msg})") from None
+        raise CheckpointError(f"{state_path} is malformed ({first_line(err)})") from None
     return Checkpoint(path, progress, config, tokenizer, world_size)
 
 
@@ -273,8 +272,7 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged pickle or zip
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} cannot be read: {first}") from None
+        raise CheckpointError(f"{path} cannot be read: {first_line(err)}") from None
 
 
 def _fsync(path: Path) -> None:
