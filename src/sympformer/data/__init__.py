@@ -17,6 +17,7 @@ from sympformer.data.tokenizer import (
     Tokenizer,
     gpt2_tokenizer,
     load_tokenizer,
+    tokenizer_info,
 )
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "gpt2_tokenizer",
     "load_tokenizer",
     "prepare",
+    "tokenizer_info",
     "val_batches",
 ]

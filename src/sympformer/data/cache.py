@@ -33,7 +33,7 @@ from sympformer.data.config import DataConfig
 from sympformer.data.errors import DataError
 from sympformer.data.packaged import file_sha256
 from sympformer.data.sources import SOURCES, SPLITS, Source
-from sympformer.data.tokenizer import BPETokenizer, Tokenizer, load_tokenizer
+from sympformer.data.tokenizer import BPETokenizer, Tokenizer, load_tokenizer, tokenizer_info
 
 FORMAT = 1
 """Cache format; bump it when documents, split rules or file layout change (old folders stay)."""
@@ -179,12 +179,7 @@ def build(
         manifest = {
             "settings": settings,
             "source": {"description": source.description, "split": source.split_rule},
-            "tokenizer": {
-                "name": tokenizer.name,
-                "fingerprint": tokenizer.fingerprint,
-                "vocab_size": tokenizer.vocab_size,
-                "eot_id": tokenizer.eot_id,
-            },
+            "tokenizer": tokenizer_info(tokenizer),
             "dtype": dtype.name,
             "files": files,
         }

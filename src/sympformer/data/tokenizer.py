@@ -78,6 +78,17 @@ class Tokenizer(Protocol):
         ...
 
 
+def tokenizer_info(tokenizer: Tokenizer) -> dict[str, str | int]:
+    """What run files, checkpoints and cache manifests record of a tokenizer: name, fingerprint,
+    vocab_size, eot_id (equal fingerprints mean equal encodings)."""
+    return {
+        "name": tokenizer.name,
+        "fingerprint": tokenizer.fingerprint,
+        "vocab_size": tokenizer.vocab_size,
+        "eot_id": tokenizer.eot_id,
+    }
+
+
 class BytesTokenizer:
     """Raw UTF-8 bytes: ids 0-255 are bytes, 256 is "<|endoftext|>" (vocabulary 257). For tests."""
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sympformer.data import Tokenizer, load_tokenizer
+from sympformer.data import Tokenizer, load_tokenizer, tokenizer_info
 from sympformer.data.packaged import file_sha256
 from sympformer.model import CheckpointError, LanguageModel
 from sympformer.model.lm import CONFIG_FILE, WEIGHTS_FILE, first_line
@@ -171,12 +171,7 @@ def save_checkpoint(
             "format": FORMAT,
             "progress": asdict(progress),
             "config": config.to_dict(),
-            "tokenizer": {
-                "name": tokenizer.name,
-                "fingerprint": tokenizer.fingerprint,
-                "vocab_size": tokenizer.vocab_size,
-                "eot_id": tokenizer.eot_id,
-            },
+            "tokenizer": tokenizer_info(tokenizer),
             "world_size": world_size,
             "torch": torch.__version__,
             "files": files,

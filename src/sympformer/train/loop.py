@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import sympformer
-from sympformer.data import Corpus, TrainBatches, prepare, val_batches
+from sympformer.data import Corpus, TrainBatches, prepare, tokenizer_info, val_batches
 from sympformer.files import atomic_write_text
 from sympformer.model import CheckpointError, LanguageModel
 from sympformer.train.checkpoint import (
@@ -352,12 +352,7 @@ class Trainer:
             "world_size": self.d.world_size,
             "parameters": self.model.num_params(),
             "tokens_per_step": self.tokens_per_step,
-            "tokenizer": {
-                "name": self.tokenizer.name,
-                "fingerprint": self.tokenizer.fingerprint,
-                "vocab_size": self.tokenizer.vocab_size,
-                "eot_id": self.tokenizer.eot_id,
-            },
+            "tokenizer": tokenizer_info(self.tokenizer),
             "data": {
                 "cache": str(c.path),
                 "source": c.manifest["source"],
