@@ -26,12 +26,16 @@ import sympformer
 from sympformer.files import atomic_write, atomic_write_text
 from sympformer.train import load_run_config, read_metrics
 from sympformer.train.loop import METRICS_CSV, RUN_JSON
+from sympformer.train.metrics import finite_values
 
 if TYPE_CHECKING:
     from sympformer.compare.runner import CompareConfig, Row
 
 RESULTS_MD, RESULTS_TEX = "results.md", "results.tex"
 CURVES_PNG, SUMMARY_JSON = "curves.png", "summary.json"
+
+FORMAT = 1
+"""Format of compare.json and summary.json."""
 
 BASELINE = "gpt"
 """The row every paired test compares against."""
@@ -434,7 +438,7 @@ def latex(table: Sequence[dict[str, Any]], note_lines: Sequence[str], title: str
 
 
 def _series(rows: list[dict[str, str]], column: str) -> dict[int, float]:
-    return {int(r["step"]): v for r in rows if math.isfinite(v := _cell(r, column))}
+    return dict(zip(*finite_values(rows, column), strict=True))
 
 
 SMOOTHING = 40
@@ -600,7 +604,7 @@ def write_reports(
         f"{cfg.seeds} seed(s)",
     )  # fmt: skip
     summary = {
-        "format": 1,
+        "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "command": command,
         "equivalent_command": equivalent,

@@ -43,7 +43,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from sympformer.compare.report import BASELINE, DIVERGED, read_runs, write_reports
+from sympformer.compare.report import BASELINE, DIVERGED, FORMAT, read_runs, write_reports
 from sympformer.data import prepare
 from sympformer.data.config import is_int
 from sympformer.dynamics import get_scheme
@@ -77,9 +77,6 @@ MATCH_TOLERANCE = 0.02
 """gpt-matched must have a parameter count within this fraction of the largest variant's."""
 
 DEFAULT_COMPARE_PRESET = "compare-cpu"
-
-FORMAT = 1
-"""Format of compare.json and summary.json."""
 
 COMPARABLE_FIELDS = RESUMABLE_FIELDS - {"train.max_steps", "preset"}
 """Config fields ignored when a call is checked against DIR/compare.json (they change neither

@@ -93,7 +93,8 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _floats(rows: list[dict[str, str]], column: str) -> tuple[list[int], list[float]]:
+def finite_values(rows: list[dict[str, str]], column: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the rows of `read_metrics` whose `column` is a finite number."""
     steps, values = [], []
     for row in rows:
         cell = row.get(column, "")
@@ -113,8 +114,8 @@ def plot_losses(metrics: Path, png: Path, title: str = "", baseline: float | Non
     fig = Figure(figsize=(7, 4.5), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.plot(*_floats(rows, "train_loss"), lw=1, alpha=0.8, label="train")
-    ax.plot(*_floats(rows, "val_loss"), "o-", ms=4, label="validation")
+    ax.plot(*finite_values(rows, "train_loss"), lw=1, alpha=0.8, label="train")
+    ax.plot(*finite_values(rows, "val_loss"), "o-", ms=4, label="validation")
     if baseline is not None:
         ax.axhline(baseline, ls="--", c="gray", lw=1, label=f"unigram entropy {baseline:.3f}")
     ax.set_xlabel("optimizer step")
