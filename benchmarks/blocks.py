@@ -18,7 +18,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import grid, interleaved, label, paper_config
+from benchmarks.common import BASELINE, interleaved, paper_config, variants
 from sympformer import build_model
 from sympformer.dynamics import State, softmax_attention
 from sympformer.dynamics.oracles import merge_heads, split_heads
@@ -36,7 +36,7 @@ class TwoPassAttention(ClassicalAttention):
 
 
 def two_pass_gpt(block_size: int):
-    model = build_model(paper_config("gpt", None, block_size))
+    model = build_model(paper_config(BASELINE, block_size))
     for block in model.blocks:
         block.attn.__class__ = TwoPassAttention
     return model
@@ -67,11 +67,11 @@ def main() -> None:
     ap.add_argument("--min-run-time", type=float, default=0.5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    pairs = grid(args.archs, args.schemes, baseline=True)
+    chosen = variants(args.archs, args.schemes, baseline=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, blocks fwd+bwd\n")
     for ctx in args.contexts:
         batch = max(1, args.tokens // ctx)
-        models = {label(a, s): build_model(paper_config(a, s, ctx)) for a, s in pairs}
+        models = {str(v): build_model(paper_config(v, ctx)) for v in chosen}
         models["gpt+pass"] = two_pass_gpt(ctx)
         times = interleaved(
             {k: block_step(m, batch) for k, m in models.items()}, args.rounds, args.min_run_time

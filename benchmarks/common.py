@@ -7,44 +7,26 @@ import statistics
 import torch
 from torch.utils import benchmark
 
-from sympformer import ARCHS, ModelConfig
-from sympformer.dynamics import SCHEMES
+from sympformer.model import ModelConfig, Variant, grid
 
-BASELINE = ("gpt", None)
+BASELINE = Variant("gpt")
 """The model every ratio is measured against."""
 
 
-def grid(archs=None, schemes=None, baseline: bool = False) -> list[tuple[str, str | None]]:
-    """(arch, scheme) pairs: baselines once, accelerated archs with every (selected) scheme;
-    ``baseline`` puts `gpt` first even when ``archs`` leaves it out (for the ratio scripts)."""
-    out = [BASELINE] if baseline and archs and "gpt" not in archs else []
-    for arch, spec in ARCHS.items():
-        if archs and arch not in archs:
-            continue
-        if spec.accelerated:
-            out += [(arch, s) for s in SCHEMES if not schemes or s in schemes]
-        else:
-            out.append((arch, None))
-    return out
+def variants(archs=None, schemes=None, baseline: bool = False) -> list[Variant]:
+    """`model.variant.grid` of the selected archs and schemes; ``baseline`` puts `gpt` first even
+    when ``archs`` leaves it out (for the ratio scripts)."""
+    out = grid(archs, schemes)
+    return [BASELINE, *out] if baseline and BASELINE not in out else out
 
 
-def label(arch: str, scheme: str | None) -> str:
-    return arch if scheme is None else f"{arch}:{scheme}"
+PAPER_MODEL = ModelConfig(vocab_size=512, n_layer=4, n_head=4, d_model=64)
+"""The paper's small model (SPEC §9.1): 4 layers, 4 heads, width 64, MLP 256."""
 
 
-def paper_config(
-    arch: str, scheme: str | None, block_size: int, vocab_size: int = 512
-) -> ModelConfig:
-    """The paper's small model (SPEC §9.1): 4 layers, 4 heads, width 64, MLP 256."""
-    return ModelConfig(
-        arch=arch,
-        scheme=scheme,
-        vocab_size=vocab_size,
-        n_layer=4,
-        n_head=4,
-        d_model=64,
-        block_size=block_size,
-    )
+def paper_config(variant: Variant, block_size: int, vocab_size: int = 512) -> ModelConfig:
+    """``variant`` on the paper's small model with this context and vocabulary."""
+    return variant.model(PAPER_MODEL, block_size=block_size, vocab_size=vocab_size)
 
 
 def median_time(fn, rounds: int, min_run_time: float) -> list[float]:

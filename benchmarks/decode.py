@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.common import grid, label, paper_config
+from benchmarks.common import paper_config, variants
 from sympformer import build_model
 
 N_DECODE = 16
@@ -47,14 +47,11 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, fp32\n")
     print(f"| model | ms/token at {short} | ms/token at {long} | ratio |")
     print("|---|---:|---:|---:|")
-    for arch, scheme in grid(args.archs, args.schemes):
-        model = build_model(paper_config(arch, scheme, long + 64)).eval()
+    for variant in variants(args.archs, args.schemes):
+        model = build_model(paper_config(variant, long + 64)).eval()
         seconds_per_token(model, short, 1)  # warm-up
         t_short, t_long = (seconds_per_token(model, p, args.rounds) for p in (short, long))
-        print(
-            f"| {label(arch, scheme)} | {1e3 * t_short:.2f} | {1e3 * t_long:.2f} | "
-            f"{t_long / t_short:.2f} |"
-        )
+        print(f"| {variant} | {1e3 * t_short:.2f} | {1e3 * t_long:.2f} | {t_long / t_short:.2f} |")
 
 
 if __name__ == "__main__":

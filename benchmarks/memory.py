@@ -16,14 +16,14 @@ import sys
 
 import torch
 
-from benchmarks.common import grid, label, paper_config
+from benchmarks.common import paper_config, variants
 
 
-def _child(arch: str, scheme: str | None, context: int, batch: int) -> None:
-    from sympformer import build_model
+def _child(label: str, context: int, batch: int) -> None:
+    from sympformer import Variant, build_model
 
     torch.manual_seed(0)
-    model = build_model(paper_config(arch, scheme, context))
+    model = build_model(paper_config(Variant.parse(label), context))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     idx = torch.randint(model.cfg.vocab_size, (batch, context + 1))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -40,15 +40,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--archs", nargs="+")
     ap.add_argument("--schemes", nargs="+")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        arch, scheme = args.child
-        _child(arch, None if scheme == "-" else scheme, args.context, args.batch)
+        _child(args.child, args.context, args.batch)
         return
     rows = {}
-    pairs = grid(args.archs, args.schemes, baseline=True)
-    for arch, scheme in pairs:
+    for variant in variants(args.archs, args.schemes, baseline=True):
         cmd = [
             sys.executable,
             "-m",
@@ -58,11 +56,10 @@ def main() -> None:
             "--batch",
             str(args.batch),
             "--child",
-            arch,
-            scheme or "-",
+            str(variant),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        rows[label(arch, scheme)] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
+        rows[str(variant)] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
     print(f"context {args.context}, batch {args.batch}: peak memory growth of one training step\n")
     print("| model | MiB | x gpt |")
     print("|---|---:|---:|")

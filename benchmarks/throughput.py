@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import grid, interleaved, label, paper_config
+from benchmarks.common import interleaved, paper_config, variants
 from sympformer import build_model
 
 
@@ -42,14 +42,12 @@ def main() -> None:
     ap.add_argument("--min-run-time", type=float, default=0.5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    pairs = grid(args.archs, args.schemes, baseline=True)
+    chosen = variants(args.archs, args.schemes, baseline=True)
     tokens = args.batch * args.context
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, fp32, {tokens} tokens/step\n")
     for vocab in args.vocabs:
-        models = {
-            label(a, s): build_model(paper_config(a, s, args.context, vocab)) for a, s in pairs
-        }
+        models = {str(v): build_model(paper_config(v, args.context, vocab)) for v in chosen}
         times = interleaved(
             {k: train_step(m, args.batch) for k, m in models.items()},
             args.rounds,

@@ -96,10 +96,17 @@ def mtimes(folder: Path) -> dict[str, int]:
         ("yurii/learned", "yurii"),
         ("yurii/zero", "yurii/zero"),
         ("symp/auto", "symp:presymp_euler"),
+        ("symp+drift=identity", "symp:presymp_euler+drift=identity"),
+        (  # ingredients in canonical order, defaults dropped
+            "symp:ab2/learned + mlp_step=nesterov + force=attention + drift=metric",
+            "symp:ab2/learned+force=attention+mlp_step=nesterov",
+        ),
+        ("symp_linear+damping=schedule", "symp_linear:presymp_euler"),
     ],
 )
 def test_run_entries_become_labels(entry, label):
     assert parse_run(entry) == label
+    assert parse_run(label) == label  # one spelling: a label parses to itself
 
 
 def test_gpt_is_always_the_first_row():
@@ -111,8 +118,14 @@ def test_gpt_is_always_the_first_row():
     ("runs", "seeds", "message"),
     [
         ("bert", 3, "unknown arch 'bert'"),
-        ("gpt:presymp_euler", 3, "arch 'gpt' takes no scheme"),
-        ("yurii:ab2", 3, "arch 'yurii' takes no scheme"),
+        ("gpt:presymp_euler", 3, "scheme='presymp_euler' does not apply to arch='gpt'"),
+        ("yurii:ab2", 3, "scheme='ab2' does not apply to arch='yurii'"),
+        ("gpt+drift=identity", 3, "drift='identity' does not apply to arch='gpt'"),
+        ("symp+drift=euclid", 3, "drift='euclid' is not one of"),
+        ("symp+speed=fast", 3, "'speed=fast' is not name=value with a name of"),
+        ("symp+drift", 3, "'drift' is not name=value"),
+        ("symp:plain_euler+damping=constant", 3, "damping='constant' does not apply"),
+        ("symp,symp+force=hamiltonian", 3, "more than once"),
         ("symp:rk4", 3, "unknown integrator 'rk4'"),
         ("symp:", 3, "empty scheme"),
         ("symp,symp:presymp_euler", 3, "more than once"),
@@ -132,7 +145,8 @@ def test_bad_runs_and_seeds_are_refused(runs, seeds, message):
     ("extra", "message"),
     [
         (["--runs", "gpt,bert"], "unknown arch 'bert'"),
-        (["--runs", "gpt:presymp_euler"], "arch 'gpt' takes no scheme"),
+        (["--runs", "gpt:presymp_euler"], "does not apply to arch='gpt'"),
+        (["--runs", "gpt,symp+force=gravity"], "force='gravity' is not one of"),
         (["--runs", "symp:rk4"], "unknown integrator 'rk4'"),
         (["--runs", "gpt", "--seeds", "0"], "seeds=0"),
         (["--runs", "gpt", "--jobs", "0"], "jobs=0"),

@@ -47,11 +47,27 @@ def linear_oracle(c=5, n_head=3, causal=True, with_potential=True, chunk=64):
     return LinearOracle(wq, wk, wo, n_head, scale=1.0, potential=pot, causal=causal, chunk=chunk)
 
 
-def projected_oracles(kind: str, c=8, n_head=2, d=3, causal=True):
-    """Model-like oracles: random low-rank per-head projections (H*D != C), untied Q and K."""
-    wq, wk = (torch.randn(n_head * d, c, dtype=F64) / c**0.5 for _ in range(2))
-    wo = torch.randn(c, n_head * d, dtype=F64) / c**0.5
+INGREDIENTS = {
+    "hamiltonian": {},
+    "identity": {"mobility": False},
+    "potential": {"kinetic": False},
+    "identity+potential": {"mobility": False, "kinetic": False},
+    "attention": {"attention": True},
+    "identity+attention": {"mobility": False, "attention": True},
+}
+"""Oracle ingredients (ModelConfig.drift / .force) as oracle fields; "attention" adds W_V, W_out."""
+
+
+def projected_oracles(kind: str, c=8, n_head=2, d=3, causal=True, ingredients="hamiltonian"):
+    """Model-like oracles: random low-rank per-head projections (H*D != C), untied Q and K, with
+    the given ingredients (a key of INGREDIENTS)."""
+    wq, wk, wv = (torch.randn(n_head * d, c, dtype=F64) / c**0.5 for _ in range(3))
+    wo, wout = (torch.randn(c, n_head * d, dtype=F64) / c**0.5 for _ in range(2))
+    fields = dict(INGREDIENTS[ingredients])
+    if fields.pop("attention", False):
+        fields |= {"wv": wv, "wout": wout}
     if kind == "softmax":
         dm = torch.rand(n_head * d, dtype=F64) + 0.5
-        return SoftmaxOracle(wq, wk, wo, n_head, dm=dm, nu=1.3, causal=causal)
-    return LinearOracle(wq, wk, wo, n_head, potential=QuadraticPotential(-sym(c)), causal=causal)
+        return SoftmaxOracle(wq, wk, wo, n_head, dm=dm, nu=1.3, causal=causal, **fields)
+    pot = QuadraticPotential(-sym(c))
+    return LinearOracle(wq, wk, wo, n_head, potential=pot, causal=causal, **fields)

@@ -8,7 +8,13 @@ from torch.testing import assert_close
 
 from sympformer.dynamics import Tape, linear_hamiltonian, softmax_hamiltonian
 from sympformer.dynamics.kernels import attention_reference, linear_attention, softmax_attention
-from tests.dynamics.helpers import F64, linear_oracle, projected_oracles, softmax_oracle
+from tests.dynamics.helpers import (
+    F64,
+    INGREDIENTS,
+    linear_oracle,
+    projected_oracles,
+    softmax_oracle,
+)
 from tests.reference import reference_of
 
 EXACT = {"rtol": 0, "atol": 1e-10}
@@ -48,21 +54,48 @@ def test_untied_low_rank_linear_heads_are_derivatives_of_the_hamiltonian():
     assert_close(g, -dx, **EXACT)
 
 
+@pytest.mark.parametrize("ingredients", sorted(INGREDIENTS))
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("kind", ["softmax", "linear"])
-def test_fast_oracles_equal_the_explicit_loops(kind, causal):
-    oracle = projected_oracles(kind, causal=causal)
+def test_fast_oracles_equal_the_explicit_loops(kind, causal, ingredients):
+    oracle = projected_oracles(kind, causal=causal, ingredients=ingredients)
     x, p = _state(n=7, c=8)
     ref = reference_of(oracle)
-    f, g = oracle.field(oracle.prepare(x, p), p)
+    kern = oracle.prepare(x, p)
+    f, g = oracle.field(kern, p)
     f_ref, g_ref = ref.field(ref.prepare(x, p), p)
     assert_close(f, f_ref, **EXACT)
     assert_close(g, g_ref, **EXACT)
+    # field, velocity and force agree (one kernel, any order)
+    assert_close(oracle.velocity(kern, p), f, **EXACT)
+    assert_close(oracle.force(kern, p), g, **EXACT)
 
 
 @pytest.mark.parametrize("kind", ["softmax", "linear"])
-def test_changing_later_particles_changes_nothing_before(kind):
-    oracle = projected_oracles(kind)
+def test_each_ingredient_changes_exactly_its_term(kind):
+    """drift=identity: F = Y and G unchanged; kinetic terms off: G = G(X, 0) and F unchanged; the
+    attention force differs from both. Negative controls: each switch does change the field."""
+    x, p = _state(n=7, c=8)
+    oracles = {}
+    for name in ("hamiltonian", "identity", "potential", "attention"):
+        torch.manual_seed(3)  # the same weights for every variant
+        oracles[name] = projected_oracles(kind, ingredients=name)
+    (f, g), (fi, gi), (fp, gp), (fa, ga) = (o.field(o.prepare(x, p), p) for o in oracles.values())
+    full = oracles["hamiltonian"]
+    at_rest = full.force(full.prepare(x, p), torch.zeros_like(p))
+    assert_close(fi, p, rtol=0, atol=0)
+    assert_close(gi, g, **EXACT)
+    assert_close(fp, f, **EXACT)
+    assert_close(gp, at_rest, **EXACT)
+    assert_close(fa, f, **EXACT)
+    for a, b in ((fi, f), (gp, g), (ga, g), (ga, gp)):
+        assert (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("ingredients", sorted(INGREDIENTS))
+@pytest.mark.parametrize("kind", ["softmax", "linear"])
+def test_changing_later_particles_changes_nothing_before(kind, ingredients):
+    oracle = projected_oracles(kind, ingredients=ingredients)
     x, p = _state(n=12, c=8)
     cut = 5
     x2, p2 = x.clone(), p.clone()
@@ -87,9 +120,10 @@ def test_causal_linear_oracle_is_the_exact_force_on_the_last_token_of_each_prefi
         assert_close(g[:, i], gg[:, -1], **EXACT)
 
 
+@pytest.mark.parametrize("ingredients", sorted(INGREDIENTS))
 @pytest.mark.parametrize("kind", ["softmax", "linear"])
-def test_token_by_token_with_a_tape_equals_the_full_prefix(kind):
-    oracle = projected_oracles(kind)
+def test_token_by_token_with_a_tape_equals_the_full_prefix(kind, ingredients):
+    oracle = projected_oracles(kind, ingredients=ingredients)
     x, p = _state(n=10, c=8)
     f, g = oracle.field(oracle.prepare(x, p), p)
     tape = Tape(capacity=10)

@@ -7,14 +7,12 @@ exits non-zero."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-from sympformer.dynamics import SCHEMES
-from sympformer.model import ARCHS, ModelConfig, build_model
+from sympformer.model import ModelConfig, Variant, build_model, grid
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 LEAK_TOL = {"float64": 1e-10, "float32": 1e-5, "bfloat16": 1e-5}
@@ -41,28 +39,17 @@ class AuditRow:
         )
 
 
+AUDIT_MODEL = ModelConfig(vocab_size=97, n_layer=3, n_head=2, d_model=32, block_size=64)
+"""The small model every variant is audited on."""
+
+
 def audit_configs(
     archs: list[str] | None = None,
     schemes: list[str] | None = None,
     base: ModelConfig | None = None,
 ) -> list[ModelConfig]:
-    """Every (selected) arch x scheme on a small model."""
-    base = base or ModelConfig(vocab_size=97, n_layer=3, n_head=2, d_model=32, block_size=64)
-    for name in archs or []:
-        if name not in ARCHS:
-            raise ValueError(f"audit: unknown arch {name!r}; choose from {list(ARCHS)}")
-    for name in schemes or []:
-        if name not in SCHEMES:
-            raise ValueError(f"audit: unknown scheme {name!r}; choose from {list(SCHEMES)}")
-    out = []
-    for arch, spec in ARCHS.items():
-        if archs and arch not in archs:
-            continue
-        for scheme in (
-            [s for s in SCHEMES if not schemes or s in schemes] if spec.accelerated else [None]
-        ):
-            out.append(dataclasses.replace(base, arch=arch, scheme=scheme, velocity_init="auto"))
-    return out
+    """Every (selected) arch x scheme (`model.variant.grid`) on a small model."""
+    return [v.model(base or AUDIT_MODEL) for v in grid(archs, schemes)]
 
 
 def _forward(model, idx, dtype: str, **kw):
@@ -117,8 +104,15 @@ def audit_one(
     finite_init = bool(torch.isfinite(full).all()) and math.isfinite(loss.item())
     model.train()
     finite_trained = _finite_steps(model, cfg, dtype, train_steps, gen)
-    name = cfg.arch if cfg.scheme is None else f"{cfg.arch}:{cfg.scheme}"
-    return AuditRow(name, model.num_params(), leak, cache_err, finite_init, finite_trained, dtype)
+    return AuditRow(
+        str(Variant.of(cfg)),
+        model.num_params(),
+        leak,
+        cache_err,
+        finite_init,
+        finite_trained,
+        dtype,
+    )
 
 
 def format_table(rows: list[AuditRow]) -> str:

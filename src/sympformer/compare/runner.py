@@ -46,8 +46,8 @@ except ImportError:  # Windows
 from sympformer.compare.report import BASELINE, DIVERGED, FORMAT, read_runs, write_reports
 from sympformer.data import prepare
 from sympformer.data.config import is_int
-from sympformer.dynamics import get_scheme
-from sympformer.model import ARCHS, ModelConfig, count_params, matched_gpt
+from sympformer.model import ModelConfig, count_params, matched_gpt
+from sympformer.model.variant import Variant
 from sympformer.train import (
     RESUMABLE_FIELDS,
     DivergenceError,
@@ -83,65 +83,24 @@ COMPARABLE_FIELDS = RESUMABLE_FIELDS - {"train.max_steps", "preset"}
 the data, the model nor the budget; e.g. train.device, train.progress, data.cache_dir)."""
 
 
-VELOCITY_SEP = "/"
-"""Separates a row's velocity initialisation: "symp:presymp_euler/learned"."""
-
-
 def parse_run(entry: str) -> str:
-    """The row label of one `--runs` entry: "arch", "arch:scheme", optionally followed by
-    "/zero" or "/learned" (the velocity initialisation; default: the arch's own, see
-    ModelConfig.velocity_init). "symp" means "symp:presymp_euler", the accelerated archs' default
-    scheme; a suffix equal to the arch's default is dropped ("yurii/learned" is "yurii").
+    """The row label of one `--runs` entry: a model variant (`sympformer.model.variant`: "arch",
+    "arch:scheme", then optionally "/zero" or "/learned" and "+ingredient=value" options), in its
+    one spelling ("symp" is "symp:presymp_euler"; values equal to the arch's default are dropped).
 
     Raises:
-        ValueError: unknown arch, scheme or velocity, a scheme on an arch without integrator, or a
-            velocity on an arch without one.
+        ValueError: an unknown arch, scheme, velocity or ingredient, or a combination the arch
+            does not take.
     """
-    text = entry.strip()
-    head, slash, velocity = (part.strip() for part in text.partition(VELOCITY_SEP))
-    arch, colon, scheme = (part.strip() for part in head.partition(":"))
-    if arch not in ARCHS:
-        raise ValueError(
-            f"CompareConfig.runs entry {text!r}: unknown arch {arch!r}; choose one of {list(ARCHS)}"
-        )
-    if not ARCHS[arch].accelerated:
-        if colon:
-            raise ValueError(
-                f"CompareConfig.runs entry {text!r}: arch {arch!r} takes no scheme (schemes "
-                "select the integrator of the accelerated archs symp and symp_linear)"
-            )
-        label = arch
-    else:
-        if colon and not scheme:
-            raise ValueError(f"CompareConfig.runs entry {text!r}: empty scheme after ':'")
-        scheme = scheme or ModelConfig(arch=arch).scheme
-        try:
-            get_scheme(scheme)
-        except ValueError as err:
-            raise ValueError(f"CompareConfig.runs entry {text!r}: {err}") from None
-        label = f"{arch}:{scheme}"
-    if not slash:
-        return label
     try:
-        default = ModelConfig(arch=arch).velocity_init
-        velocity = ModelConfig(arch=arch, velocity_init=velocity).velocity_init  # "auto" resolved
+        return str(Variant.parse(entry))
     except ValueError as err:
-        raise ValueError(f"CompareConfig.runs entry {text!r}: {err}") from None
-    return label if velocity == default else f"{label}{VELOCITY_SEP}{velocity}"
-
-
-def split_label(label: str) -> tuple[str, str | None, str]:
-    """(arch, scheme or None, velocity_init) of a row label made by `parse_run`."""
-    head, _, velocity = label.partition(VELOCITY_SEP)
-    arch, _, scheme = head.partition(":")
-    return arch, scheme or None, velocity or "auto"
+        raise ValueError(f"CompareConfig.runs entry {entry.strip()!r}: {err}") from None
 
 
 def run_slug(label: str) -> str:
-    """A row label as a folder name ("symp:presymp_euler/learned" ->
-    "symp-presymp_euler-learned"; arch, scheme and velocity names contain no "-", so the slug is
-    unambiguous)."""
-    return label.replace(":", "-").replace(VELOCITY_SEP, "-")
+    """A row label as a folder name (`Variant.slug`; the automatic GPT rows keep their label)."""
+    return label if label in (MATCHED, WALLCLOCK) else Variant.parse(label).slug
 
 
 @dataclass(frozen=True)
@@ -192,16 +151,10 @@ class CompareConfig:
         return tuple(self.base.train.seed + k for k in range(self.seeds))
 
     def variant_model(self, label: str, vocab_size: int | None = None) -> ModelConfig:
-        """The ModelConfig of row `label` (see `parse_run`): the base model with this arch,
-        scheme and velocity initialisation (the arch's own unless the label names one)."""
-        arch, scheme, velocity = split_label(label)
+        """The ModelConfig of row `label` (see `parse_run`): the base model with this variant."""
         try:
-            return dataclasses.replace(
-                self.base.model,
-                arch=arch,
-                scheme=scheme,
-                velocity_init=velocity,
-                vocab_size=vocab_size or self.base.model.vocab_size,
+            return Variant.parse(label).model(
+                self.base.model, vocab_size=vocab_size or self.base.model.vocab_size
             )
         except ValueError as err:
             raise ValueError(f"CompareConfig.runs entry {label!r}: {err}") from None

@@ -44,6 +44,7 @@ class Integrator:
     oracle_calls: int  # `prepare` calls per step (checked by a counting test)
     drift_uses_kick: bool  # X^+ reads the new momentum (else the last layer's kick is dead)
     step: Callable[[Oracle, State, Steps, Damping], State]
+    h_init: float  # initial learned step of a softmax model (SPEC §7); see ArchSpec for others
     reads: tuple[str, ...] = ()  # optional inputs it reads: "retention" (Damping), "xi" (Steps)
 
 
@@ -51,12 +52,18 @@ SCHEMES: dict[str, Integrator] = {}
 
 
 def register(
-    name: str, *, order: int, oracle_calls: int, drift_uses_kick: bool, reads: tuple[str, ...] = ()
+    name: str,
+    *,
+    order: int,
+    oracle_calls: int,
+    drift_uses_kick: bool,
+    h_init: float,
+    reads: tuple[str, ...] = (),
 ):
     def add(step: Callable[[Oracle, State, Steps, Damping], State]):
         if name in SCHEMES:
             raise ValueError(f"integrator {name!r} is registered twice")
-        SCHEMES[name] = Integrator(name, order, oracle_calls, drift_uses_kick, step, reads)
+        SCHEMES[name] = Integrator(name, order, oracle_calls, drift_uses_kick, step, h_init, reads)
         return step
 
     return add
@@ -69,7 +76,9 @@ def get_scheme(name: str) -> Integrator:
     return SCHEMES[name]
 
 
-@register("plain_euler", order=1, oracle_calls=1, drift_uses_kick=False, reads=("retention",))
+@register(
+    "plain_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=False, reads=("retention",)
+)
 def plain_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Heavy ball: :math:`Y^+=aY+h_YG_k`, :math:`X^+=X+h_XF_k`; a is ``damp.retention`` (learned in
     the models) or, if None, :math:`\sigma(t,h_X)`, the binding under which the scheme has order
@@ -80,7 +89,7 @@ def plain_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     return State(s.x + h.x * f, a * s.p + h.y * g, s.t + h.x)
 
 
-@register("damped_euler", order=1, oracle_calls=1, drift_uses_kick=False)
+@register("damped_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=False)
 def damped_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Explicit Euler with explicit friction: :math:`Y^+=Y+h_Y(G_k-\alpha(t_k)Y)`,
     :math:`X^+=X+h_XF_k`.
@@ -90,7 +99,7 @@ def damped_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     return State(s.x + h.x * f, s.p + h.y * (g - damp.alpha(s.t) * s.p), s.t + h.x)
 
 
-@register("exp_euler", order=1, oracle_calls=1, drift_uses_kick=False)
+@register("exp_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=False)
 def exp_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Exponential Euler: :math:`Y^+=\sigma_kY+w_kG_k`, :math:`w_k=h_Y(1-\sigma_k)/\Delta\eta_k`
     (-> h_Y as Δη -> 0), :math:`X^+=X+h_XF_k` with the old Y. Friction exact."""
@@ -102,7 +111,7 @@ def exp_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     return State(s.x + h.x * f, torch.exp(-d) * s.p + (h.y * w) * g, s.t + h.x)
 
 
-@register("presymp_euler", order=1, oracle_calls=1, drift_uses_kick=True)
+@register("presymp_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=True)
 def presymp_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Kick-damp-drift (paper, Eq. presymp_Euler): :math:`Y^+=\sigma_k(Y+h_YG(X,Y))`,
     :math:`X^+=X+h_XF(X,Y^+)`; F at Y^+ reuses the kernel of X^k (one oracle call)."""
@@ -120,7 +129,7 @@ def _ab2_weights(h: Tensor | float, prev_h: Tensor | float | None) -> tuple:
     return 1 + omega / 2, -omega / 2
 
 
-@register("ab2", order=2, oracle_calls=1, drift_uses_kick=False)
+@register("ab2", order=2, oracle_calls=1, h_init=0.01, drift_uses_kick=False)
 def ab2(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Adams-Bashforth 2 on :math:`u=(X,Y)`, :math:`f_k=(F_k,G_k-\alpha(t_k)Y^k)`:
     :math:`u^+=u+h[(1+\frac\omega2)f_k-\frac\omega2f_{k-1}]`, :math:`\omega=h_k/h_{k-1}`; Euler
@@ -138,7 +147,7 @@ def ab2(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     return State(x, p, s.t + h.x, (f, g, h.x))
 
 
-@register("etd_ab2", order=1, oracle_calls=1, drift_uses_kick=True)
+@register("etd_ab2", order=1, oracle_calls=1, h_init=0.01, drift_uses_kick=True)
 def etd_ab2(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Integrating-factor AB2 on the conformal momentum :math:`\Pi=e^{\eta}Y`:
     :math:`Y^+=e^{-\eta(t+h)}[e^{\eta(t)}Y+h((1+\frac\omega2)e^{\eta(t)}G_k-\frac\omega2e^{\eta(t_{k-1})}G_{k-1})]`,
@@ -214,7 +223,7 @@ def _require_xi(h: Steps, name: str) -> Tensor | float:
     return h.xi
 
 
-@register("tao", order=2, oracle_calls=4, drift_uses_kick=True, reads=("xi",))
+@register("tao", order=2, oracle_calls=4, h_init=0.01, drift_uses_kick=True, reads=("xi",))
 def tao(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Tao's symmetric map on :math:`(X,\Pi)` and copies, with França-Jordan-Vidal's conformal,
     extended-time treatment of the damping (arXiv 2004.06840 §6.2); :math:`Y^+=e^{-\Delta\eta}\Pi`.
@@ -224,7 +233,7 @@ def tao(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     return State(x, p, s.t + h.x)
 
 
-@register("strang", order=2, oracle_calls=4, drift_uses_kick=True, reads=("xi",))
+@register("strang", order=2, oracle_calls=4, h_init=0.01, drift_uses_kick=True, reads=("xi",))
 def strang(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Strang splitting: damp over [t, t+h/2], one Tao step of the conservative H, damp over
     [t+h/2, t+h] (each half with its own friction factor)."""

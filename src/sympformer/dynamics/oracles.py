@@ -10,7 +10,22 @@ wk`` (H·D, C) give queries/keys :math:`q^h_i=W_{Q,h}x_i`, so
 :math:`A_h=\mathrm{scale}\,W_{Q,h}^\top W_{K,h}` and :math:`x_i^\top
 A_hx_j=\mathrm{scale}\,q^h_i\cdot k^h_j`; ``wo`` (C, H·D) is the metric factor,
 :math:`B_h=W_{O,h}\,\mathrm{diag}(d_h)\,W_{O,h}^\top`, never an inverse. Heads stay separate; forces
-add over heads. Shapes: x, p (B, T, C); per head (B, H, T, D)."""
+add over heads. Shapes: x, p (B, T, C); per head (B, H, T, D).
+
+**Ingredients** (issue 14; SPEC §5 "Relations"). Three switches take a Hamiltonian oracle apart one
+piece at a time, for ablations between YuriiFormer and SympFormer:
+
+* ``mobility=False`` — Euclidean kinetic energy: the drift is :math:`F=Y` instead of the metric
+  drift.
+* ``kinetic=False`` — the force keeps only its potential part :math:`G(X,0)` (no metric-variation
+  terms).
+* ``wv, wout`` given — the force is the classical attention field with a value matrix,
+  :math:`G_i=\Gamma_i=W_{\rm out}\sum_{j\le i}P_{ij}W_Vx_j` (softmax) or
+  :math:`W_{\rm out}\frac1i\sum_{j\le i}(q_i\cdot k_j/\sqrt D)W_Vx_j` (linear), instead of
+  :math:`-\partial_XH`. With ``mobility=False`` this is heavy ball (SPEC §5 "Relations").
+
+Only the full oracle (the defaults) is a Hamiltonian system; the others are what their equations
+say, and the tests check each against explicit loops."""
 
 from __future__ import annotations
 
@@ -104,8 +119,8 @@ class SoftmaxKernel(NamedTuple):
     x_hat: Tensor  # (B, T, C) the state the kernel was evaluated at
     q: Tensor  # (B, H, L, D) queries of the new tokens
     k: Tensor  # (B, H, S, D) keys of every token so far
-    abar: Tensor  # (B, H, L, D) softmax average of keys, ā_i = Σ_j P_ij k_j
-    log_z: Tensor  # (B, H, L) log z̄_i, at least fp32
+    avg: Tensor  # (B, H, L, D) softmax average of the values: keys ā_i = Σ_j P_ij k_j, or W_V x̂
+    log_z: Tensor | None  # (B, H, L) log z̄_i, at least fp32; None when nothing reads it
 
 
 @dataclass(frozen=True)
@@ -124,11 +139,16 @@ class SoftmaxOracle:
     passes, one kernel. With ``causal=False`` (i -> N) this is exactly :math:`-\partial_X H_\nu` of
     the bidirectional Hamiltonian :math:`H_\nu=\frac12\sum_i a_i/\bar
     z_i-\frac{\nu}{2N}\sum_{ij}M_{ij}` for symmetric A, B. ``potential`` adds an external
-    :math:`\sum_iW(x_i)` (the flow demo of SPEC §5.1)."""
+    :math:`\sum_iW(x_i)` (the flow demo of SPEC §5.1).
+
+    Ingredients (module docstring): ``mobility=False`` gives F = Y; ``kinetic=False`` gives
+    :math:`G_i=\nu\bar z_i\bar a_i` (one pass); ``wv, wout`` give :math:`G=\Gamma(\hat x)` from
+    one pass whose values are :math:`W_V\hat x` (with the log-sum-exp only if the drift needs
+    :math:`\bar z`)."""
 
     wq: Tensor  # (H·D, C)
     wk: Tensor  # (H·D, C)
-    wo: Tensor  # (C, H·D)
+    wo: Tensor | None  # (C, H·D) metric factor; None when neither drift nor force reads it
     n_head: int
     dm: Tensor | None = None  # (H·D,) positive metric scales; None means 1
     nu: Tensor | float = 1.0  # potential weight ν
@@ -138,23 +158,37 @@ class SoftmaxOracle:
     fused: bool = True
     pre: Callable[[Tensor, Tensor], Tensor] | None = None  # (x, p) -> x̂, e.g. LN(x + μ p)
     tape: Tape | None = None
+    mobility: bool = True  # F = B Y / z̄; False: F = Y
+    kinetic: bool = True  # G with its kinetic (metric-variation) terms; False: G(X, 0)
+    wv: Tensor | None = None  # (H·D, C) value map: G = Γ(x̂), the attention field
+    wout: Tensor | None = None  # (C, H·D) output map of Γ
 
     @property
     def head_scale(self) -> float:
         return head_scale(self.scale, self.wq, self.n_head)
 
+    @property
+    def attention_force(self) -> bool:
+        return self.wv is not None
+
     def prepare(self, x: Tensor, p: Tensor) -> SoftmaxKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
         q, k = query_key(x_hat, self.wq, self.wk, self.n_head)  # (B, H, L, D) each
+        values = None if self.wv is None else split_heads(x_hat @ self.wv.mT, self.n_head)
         if self.tape is not None:
             k = self.tape.cat(k)  # (B, H, S, D)
-        abar, lse = softmax_attention(
-            q, k, k, self.head_scale, self.causal, need_lse=True, fused=self.fused
-        )
-        lse = lse.to(torch.promote_types(lse.dtype, torch.float32))
-        n = _counts(q.shape[-2], k.shape[-2], self.causal, lse)
-        log_z = (lse - torch.log(n)).clamp(-LOG_Z_MAX, LOG_Z_MAX)
-        return SoftmaxKernel(x_hat, q, k, abar, log_z)
+            values = None if values is None else self.tape.cat(values)
+        need_lse = self.mobility or not self.attention_force  # z̄: drift or Hamiltonian force
+        avg, lse = softmax_attention(
+            q, k, k if values is None else values, self.head_scale, self.causal, need_lse,
+            self.fused,
+        )  # fmt: skip
+        log_z = None
+        if lse is not None:
+            lse = lse.to(torch.promote_types(lse.dtype, torch.float32))
+            n = _counts(q.shape[-2], k.shape[-2], self.causal, lse)
+            log_z = (lse - torch.log(n)).clamp(-LOG_Z_MAX, LOG_Z_MAX)
+        return SoftmaxKernel(x_hat, q, k, avg, log_z)
 
     def _momentum(self, p: Tensor) -> tuple[Tensor, Tensor]:
         """u^h = W_{O,h}^T p and d_h ⊙ u^h, (B, H, L, D) each."""
@@ -165,32 +199,43 @@ class SoftmaxOracle:
     def _velocity(self, kern: SoftmaxKernel, du: Tensor) -> Tensor:
         return merge_heads(du * torch.exp(-kern.log_z)[..., None].to(du.dtype)) @ self.wo.mT
 
-    def _force(self, kern: SoftmaxKernel, u: Tensor, du: Tensor) -> Tensor:
-        a = (u * du).sum(-1)  # (B, H, L): <Y_i, B_h Y_i>
-        z = torch.exp(kern.log_z)
-        r = (a / z**2).to(kern.k.dtype)[..., None]  # (B, H, L, 1)
-        if self.tape is not None:
-            r = self.tape.cat(r)  # (B, H, S, 1)
-        bbar, _ = softmax_attention(
-            kern.q, kern.k, r * kern.k, self.head_scale, self.causal, fused=self.fused
-        )
-        scale = self.head_scale  # A X_j = scale W_Q^T k_j: folded into the (B, H, L) coefficients
-        c_a = (scale * (a / (2 * z) + self.nu * z)).to(u.dtype)[..., None]
-        c_b = (scale / 2 * z).to(u.dtype)[..., None]
-        g = merge_heads(torch.addcmul(c_a * kern.abar, c_b, bbar)) @ self.wq  # (B, T, C)
+    def _force(self, kern: SoftmaxKernel, u: Tensor | None, du: Tensor | None) -> Tensor:
+        if self.attention_force:
+            g = merge_heads(kern.avg) @ self.wout.mT  # Γ_i = W_out Σ_j P_ij W_V x̂_j, (B, T, C)
+        else:
+            scale = self.head_scale  # A X_j = scale W_Q^T k_j: folded into the (B, H, L) factors
+            z = torch.exp(kern.log_z)
+            if self.kinetic:
+                a = (u * du).sum(-1)  # (B, H, L): <Y_i, B_h Y_i>
+                r = (a / z**2).to(kern.k.dtype)[..., None]  # (B, H, L, 1)
+                if self.tape is not None:
+                    r = self.tape.cat(r)  # (B, H, S, 1)
+                bbar, _ = softmax_attention(
+                    kern.q, kern.k, r * kern.k, scale, self.causal, fused=self.fused
+                )
+                c_a = (scale * (a / (2 * z) + self.nu * z)).to(u.dtype)[..., None]
+                c_b = (scale / 2 * z).to(u.dtype)[..., None]
+                g = torch.addcmul(c_a * kern.avg, c_b, bbar)
+            else:  # potential part only: ν z̄_i ā_i
+                g = (scale * (self.nu * z)).to(kern.avg.dtype)[..., None] * kern.avg
+            g = merge_heads(g) @ self.wq  # (B, T, C)
         if self.potential is not None:
             g = g + self.potential.force(kern.x_hat)
         return g
 
+    def _needs_momentum(self) -> bool:
+        return self.kinetic and not self.attention_force
+
     def velocity(self, kern: SoftmaxKernel, p: Tensor) -> Tensor:
-        return self._velocity(kern, self._momentum(p)[1])
+        return self._velocity(kern, self._momentum(p)[1]) if self.mobility else p
 
     def force(self, kern: SoftmaxKernel, p: Tensor) -> Tensor:
-        return self._force(kern, *self._momentum(p))
+        return self._force(kern, *(self._momentum(p) if self._needs_momentum() else (None, None)))
 
     def field(self, kern: SoftmaxKernel, p: Tensor) -> tuple[Tensor, Tensor]:
-        u, du = self._momentum(p)
-        return self._velocity(kern, du), self._force(kern, u, du)
+        u, du = self._momentum(p) if self.mobility or self._needs_momentum() else (None, None)
+        f = self._velocity(kern, du) if self.mobility else p
+        return f, self._force(kern, *((u, du) if self._needs_momentum() else (None, None)))
 
 
 class LinearKernel(NamedTuple):
@@ -198,6 +243,7 @@ class LinearKernel(NamedTuple):
     phi: Tensor  # (B, H, L, 2D) [q, k]
     psi: Tensor  # (B, H, L, 2D) [k, q]
     n: Tensor  # (L, 1) prefix counts
+    values: Tensor | None  # (B, H, L, D) W_V x̂ (attention force only)
 
 
 @dataclass(frozen=True)
@@ -216,11 +262,15 @@ class LinearOracle:
     Both are linear attentions (prefix state O(D²) per head). Causal = exact force on the last token
     of each prefix; ``causal=False`` is :math:`\partial H` of
     :math:`H=\frac1{2N}\sum_{ij}k(X_i,X_j)Y_i^\top\Pi Y_j+\sum_iW(X_i)`.
+
+    Ingredients (module docstring): ``mobility=False`` gives F = Y; ``kinetic=False`` gives
+    :math:`G=-\nabla W` (token-local); ``wv, wout`` give the linear attention field
+    :math:`G_i=W_{\rm out}\frac1i\sum_{j\le i}(\mathrm{scale}\,q_i\cdot k_j)W_V\hat x_j`.
     """
 
     wq: Tensor  # (H·D, C)
     wk: Tensor  # (H·D, C)
-    wo: Tensor  # (C, H·D)
+    wo: Tensor | None  # (C, H·D) metric factor; None when neither drift nor force reads it
     n_head: int
     scale: float | None = None
     potential: QuadraticPotential | None = None
@@ -228,17 +278,26 @@ class LinearOracle:
     pre: Callable[[Tensor, Tensor], Tensor] | None = None
     tape: Tape | None = None
     chunk: int = LINEAR_CHUNK
+    mobility: bool = True  # F = C A X (Stein); False: F = Y
+    kinetic: bool = True  # G with its kinetic terms; False: G = -∇W only
+    wv: Tensor | None = None  # (H·D, C) value map: G = Γ(x̂), the linear attention field
+    wout: Tensor | None = None  # (C, H·D) output map of Γ
 
     @property
     def head_scale(self) -> float:
         return head_scale(self.scale, self.wq, self.n_head)
+
+    @property
+    def attention_force(self) -> bool:
+        return self.wv is not None
 
     def prepare(self, x: Tensor, p: Tensor) -> LinearKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
         q, k = query_key(x_hat, self.wq, self.wk, self.n_head)  # (B, H, L, D) each
         offset = 0 if self.tape is None else self.tape.offset
         n = _counts(q.shape[-2], q.shape[-2] + offset, self.causal, q)[:, None]  # (L, 1)
-        return LinearKernel(x_hat, torch.cat([q, k], -1), torch.cat([k, q], -1), n)
+        values = None if self.wv is None else split_heads(x_hat @ self.wv.mT, self.n_head)
+        return LinearKernel(x_hat, torch.cat([q, k], -1), torch.cat([k, q], -1), n, values)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, n: Tensor) -> Tensor:
         return linear_attention(q, k, v, self.causal, self.tape, self.chunk) / n
@@ -247,21 +306,34 @@ class LinearOracle:
         out = self._attend(kern.phi, kern.psi, u, kern.n)  # (B, H, L, D)
         return merge_heads(out) @ self.wo.mT * (self.head_scale / 2)
 
-    def _force(self, kern: LinearKernel, u: Tensor) -> Tensor:
-        out = self._attend(u, u, kern.psi, kern.n)  # (B, H, L, 2D): Σ_j (u_i·u_j) [k_j, q_j] / i
-        d = out.shape[-1] // 2
-        g = merge_heads(out[..., :d]) @ self.wq + merge_heads(out[..., d:]) @ self.wk
-        g = g * (-self.head_scale / 2)
+    def _force(self, kern: LinearKernel, u: Tensor | None) -> Tensor:
+        d = kern.phi.shape[-1] // 2
+        if self.attention_force:  # Γ: keys k_j = psi[..., :D], queries q_i = phi[..., :D]
+            out = self._attend(kern.phi[..., :d], kern.psi[..., :d], kern.values, kern.n)
+            g = merge_heads(out) @ self.wout.mT * self.head_scale
+        elif self.kinetic:
+            out = self._attend(u, u, kern.psi, kern.n)  # (B, H, L, 2D): Σ_j (u_i·u_j) [k_j, q_j]/i
+            g = merge_heads(out[..., :d]) @ self.wq + merge_heads(out[..., d:]) @ self.wk
+            g = g * (-self.head_scale / 2)
+        else:
+            g = torch.zeros_like(kern.x_hat)
         if self.potential is not None:
             g = g + self.potential.force(kern.x_hat)
         return g
 
+    def _needs_momentum(self) -> bool:
+        return self.kinetic and not self.attention_force
+
+    def _momentum(self, p: Tensor) -> Tensor:
+        return split_heads(p @ self.wo, self.n_head)
+
     def velocity(self, kern: LinearKernel, p: Tensor) -> Tensor:
-        return self._velocity(kern, split_heads(p @ self.wo, self.n_head))
+        return self._velocity(kern, self._momentum(p)) if self.mobility else p
 
     def force(self, kern: LinearKernel, p: Tensor) -> Tensor:
-        return self._force(kern, split_heads(p @ self.wo, self.n_head))
+        return self._force(kern, self._momentum(p) if self._needs_momentum() else None)
 
     def field(self, kern: LinearKernel, p: Tensor) -> tuple[Tensor, Tensor]:
-        u = split_heads(p @ self.wo, self.n_head)
-        return self._velocity(kern, u), self._force(kern, u)
+        u = self._momentum(p) if self.mobility or self._needs_momentum() else None
+        f = self._velocity(kern, u) if self.mobility else p
+        return f, self._force(kern, u if self._needs_momentum() else None)

@@ -18,6 +18,9 @@ from sympformer.dynamics.kernels import linear_attention, prefix_counts, softmax
 from sympformer.dynamics.oracles import merge_heads, split_heads
 from sympformer.model.config import ModelConfig
 
+INIT_STD = 0.02
+"""Standard deviation of every Linear and Embedding weight at init (GPT-2)."""
+
 
 def inverse_softplus(y: float) -> float:
     """x with softplus(x) = y (y > 0)."""
@@ -89,21 +92,38 @@ class ClassicalAttention(nn.Module):
 
 
 class _OracleModule(nn.Module):
-    """Shared parts: pre-LN with look-ahead and the Q/K projections (A_h = W_Q,h^T W_K,h / √D)."""
+    """Shared parts: pre-LN with look-ahead, the Q/K projections (A_h = W_Q,h^T W_K,h / √D), the
+    metric factor W_O where the drift or the Hamiltonian force reads it, and W_V, W_out where the
+    force is the attention field (ModelConfig.drift, .force). Only what the ingredients use is
+    allocated (no dead parameters)."""
 
-    def __init__(self, cfg: ModelConfig, lookahead: bool):
+    def __init__(self, cfg: ModelConfig, lookahead: bool, force: str | None):
+        """``force``: the block's force (ModelConfig.force, or "potential" where the kinetic
+        terms vanish, or None where the kick is never read)."""
         super().__init__()
         c = cfg.d_model
         self.n_head = cfg.n_head
         self.norm = nn.LayerNorm(c, bias=False)
         self.wq = nn.Linear(c, c, bias=False)
         self.wk = self.wq if cfg.qk_tied else nn.Linear(c, c, bias=False)
-        self.wo = nn.Parameter(torch.empty(c, c))  # metric factor (C, H·D), orthonormal at init
+        self.mobility = cfg.drift == "metric"
+        self.kinetic = force == "hamiltonian"
+        uses_metric = self.mobility or force == "hamiltonian"
+        # metric factor (C, H·D), orthonormal at init
+        self.wo = nn.Parameter(torch.empty(c, c)) if uses_metric else None
+        attention = force == "attention"
+        self.wv = nn.Linear(c, c, bias=False) if attention else None  # Γ's value map
+        self.wout = nn.Linear(c, c, bias=False) if attention else None  # Γ's output map
+        self.potential_force = force in ("hamiltonian", "potential")
         self.lookahead = Scalar(cfg.lookahead_init, "fraction") if lookahead else None
 
-    def reset_metric(self) -> None:
-        """Orthonormal W_O, so that Σ_h W_O,h W_O,h^T = I at init (run after the generic init)."""
-        nn.init.orthogonal_(self.wo)
+    def reset_special(self, n_layer: int) -> None:
+        """Run after the generic init: orthonormal W_O, so that Σ_h W_O,h W_O,h^T = I; the
+        attention force's output map scaled like a residual projection (GPT-2)."""
+        if self.wo is not None:
+            nn.init.orthogonal_(self.wo)
+        if self.wout is not None:
+            nn.init.normal_(self.wout.weight, std=INIT_STD / math.sqrt(2 * n_layer))
 
     def pre(self, x: Tensor, p: Tensor) -> Tensor:
         """x̂ = LN(X + μ_la Y): where the kernel is evaluated (SPEC §7)."""
@@ -111,50 +131,50 @@ class _OracleModule(nn.Module):
             return self.norm(x)
         return self.norm(x + self.lookahead() * p)
 
+    def _common(self, tape: Tape | None) -> dict:
+        """The oracle fields every kernel shares."""
+        return {
+            "wq": self.wq.weight,
+            "wk": self.wk.weight,
+            "wo": self.wo,
+            "n_head": self.n_head,
+            "pre": self.pre,
+            "tape": tape,
+            "mobility": self.mobility,
+            "kinetic": self.kinetic,
+            "wv": None if self.wv is None else self.wv.weight,
+            "wout": None if self.wout is None else self.wout.weight,
+        }
+
 
 class SoftmaxOracleModule(_OracleModule):
     """Parameters of the accelerated softmax oracle: B_h = W_O,h diag(softplus β_h) W_O,h^T, ν."""
 
-    def __init__(self, cfg: ModelConfig, lookahead: bool = True, with_force: bool = True):
-        super().__init__(cfg, lookahead)
-        self.metric = Scalar(1.0, size=cfg.d_model)  # D_h: per-head metric scales
-        self.nu = Scalar(cfg.nu_init) if with_force else None
+    def __init__(self, cfg: ModelConfig, lookahead: bool, force: str | None):
+        super().__init__(cfg, lookahead, force)
+        # D_h: per-head metric scales
+        self.metric = Scalar(1.0, size=cfg.d_model) if self.wo is not None else None
+        self.nu = Scalar(cfg.nu_init) if self.potential_force else None
 
     def oracle(self, tape: Tape | None) -> SoftmaxOracle:
         nu = 0.0 if self.nu is None else self.nu()
-        return SoftmaxOracle(
-            self.wq.weight,
-            self.wk.weight,
-            self.wo,
-            self.n_head,
-            dm=self.metric(),
-            nu=nu,
-            pre=self.pre,
-            tape=tape,
-        )
+        dm = None if self.metric is None else self.metric()
+        return SoftmaxOracle(dm=dm, nu=nu, **self._common(tape))
 
 
 class LinearOracleModule(_OracleModule):
     """Parameters of the accelerated linear oracle: Π_h = W_O,h W_O,h^T, potential V = Sym(W_P)."""
 
-    def __init__(self, cfg: ModelConfig, lookahead: bool = True, with_force: bool = True):
-        super().__init__(cfg, lookahead)
-        self.wp = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if with_force else None
+    def __init__(self, cfg: ModelConfig, lookahead: bool, force: str | None):
+        super().__init__(cfg, lookahead, force)
+        self.wp = nn.Linear(cfg.d_model, cfg.d_model, bias=False) if self.potential_force else None
 
     def oracle(self, tape: Tape | None) -> LinearOracle:
         potential = None
         if self.wp is not None:
             v = self.wp.weight
             potential = QuadraticPotential(-(v + v.mT) / 2)  # W(x) = -½ xᵀ Sym(W_P) x
-        return LinearOracle(
-            self.wq.weight,
-            self.wk.weight,
-            self.wo,
-            self.n_head,
-            potential=potential,
-            pre=self.pre,
-            tape=tape,
-        )
+        return LinearOracle(potential=potential, **self._common(tape))
 
 
 ORACLES = {"softmax": SoftmaxOracleModule, "linear": LinearOracleModule}

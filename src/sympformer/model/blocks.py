@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -89,8 +91,8 @@ class NesterovBlock(nn.Module):
 
 
 class _WithoutForce:
-    """Oracle of a last layer whose drift ignores the kick: Y^+ is never read, so G is not computed
-    (and the parameters only G uses are not allocated: no dead parameters)."""
+    """Oracle of a last layer whose kick is never read (the drift ignores it and no Nesterov MLP
+    step follows): G is not computed, and the parameters only G uses are not allocated."""
 
     def __init__(self, oracle):
         self.oracle = oracle
@@ -108,43 +110,73 @@ class _WithoutForce:
         return self.oracle.velocity(k, p), torch.zeros_like(p)
 
 
+class _FreeDrift:
+    """Oracle of such a last layer with drift=identity: F = Y, G unused; it has no attention."""
+
+    def prepare(self, x: Tensor, p: Tensor) -> None:
+        return None
+
+    def velocity(self, k, p: Tensor) -> Tensor:
+        return p
+
+    def force(self, k, p: Tensor) -> Tensor:
+        return torch.zeros_like(p)
+
+    def field(self, k, p: Tensor) -> tuple[Tensor, Tensor]:
+        return p, torch.zeros_like(p)
+
+
 class AcceleratedBlock(nn.Module):
     """One integrator step of the damped Hamiltonian attention flow, then the MLP sub-step.
 
-    X, Y <- scheme(oracle, X, Y, t; h, η);  Y <- LN_p(Y);  v_att = (X^+ - X)/h; X <- X + γ
-    MLP(LN_m(X + μ v_att)). Learned scalars: h (softplus), c_log, c_lin (softplus), plus what the
-    scheme reads (retention a: sigmoid; ξ = θ_max sigmoid(.)/(2h)); μ, γ of the MLP."""
+    X, Y <- scheme(oracle, X, Y, t; h, η);  Y <- LN_p(Y);  then the MLP sub-step, by
+    ModelConfig.mlp_step: euler, v_att = (X^+ - X)/h, X <- X + γ MLP(LN_m(X + μ v_att)); or
+    nesterov, Y <- LN_v(β Y + γ MLP(LN_m(X + μ Y))), X <- X + Y. Learned scalars: h (softplus),
+    the damping (c_log, c_lin: softplus; or a constant rate c), plus what the scheme reads
+    (retention a: sigmoid; ξ = θ_max sigmoid(.)/(2h)); μ, γ (and β) of the MLP sub-step. The
+    oracle's drift and force follow ModelConfig.drift and .force."""
 
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         c = cfg.d_model
         self.scheme = get_scheme(cfg.scheme)
         last = layer == cfg.n_layer - 1
-        self.force_used = not (last and not self.scheme.drift_uses_kick)
-        # a zero initial velocity makes layer 0's look-ahead X + μ_la·0 inert: not allocated
+        nesterov_mlp = cfg.mlp_step == "nesterov"  # reads the momentum after the step
+        self.force_used = not last or self.scheme.drift_uses_kick or nesterov_mlp
+        # a zero initial velocity makes layer 0's look-ahead X + μ_la·0 inert, and the kinetic
+        # terms of a force evaluated only there vanish: neither is allocated
         momentum_in = layer > 0 or cfg.velocity_init == "learned"
-        self.attn = ORACLES[cfg.spec.kernel](
-            cfg, lookahead=cfg.lookahead and momentum_in, with_force=self.force_used
-        )
+        force = cfg.force if self.force_used else None
+        if force == "hamiltonian" and not momentum_in and self.scheme.oracle_calls == 1:
+            force = "potential"  # G(X, 0) = G_potential(X): the same numbers, one pass less
+        self.attn = None
+        if cfg.drift == "metric" or force is not None:
+            self.attn = ORACLES[cfg.spec.kernel](
+                cfg, lookahead=cfg.lookahead and momentum_in, force=force
+            )
         self.h = Scalar(cfg.step_init, bounds=STEP_BOUNDS)
         untied = cfg.untied_steps and self.force_used
         self.h_y = Scalar(cfg.step_init, bounds=STEP_BOUNDS) if untied else None
-        self.c_log = self.c_lin = self.retention = self.xi = None
+        self.c_log = self.c_lin = self.rate = self.retention = self.xi = None
         if self.force_used:  # the damping only acts on Y
             if "retention" in self.scheme.reads:  # a learned retention replaces the schedule
                 self.retention = Scalar(cfg.retention_init, "fraction")
+            elif cfg.damping == "constant":  # α = c, e^{-c h} = retention_init at init
+                rate = -math.log(cfg.retention_init) / cfg.step_init
+                self.rate = Scalar(rate, bounds=DAMPING_BOUNDS)
             else:
                 self.c_log = Scalar(cfg.c_log_init, bounds=DAMPING_BOUNDS)
                 self.c_lin = Scalar(cfg.c_lin_init, bounds=DAMPING_BOUNDS)
         if "xi" in self.scheme.reads:
             self.xi = Scalar(cfg.xi_init, "fraction")
         self.theta_max = cfg.theta_max
-        self.p_norm = (
-            nn.LayerNorm(c, bias=False) if cfg.momentum_norm == "end" and not last else None
-        )
+        norm_p = cfg.momentum_norm == "end" and (not last or nesterov_mlp)
+        self.p_norm = nn.LayerNorm(c, bias=False) if norm_p else None
         self.ln_m, self.mlp = nn.LayerNorm(c, bias=False), MLP(cfg)
         self.mu = Scalar(cfg.mlp_lookahead_init, "fraction") if cfg.mlp_lookahead else None
         self.gamma = Scalar(cfg.mlp_gain_init)
+        self.beta = Scalar(cfg.retention_init, "fraction") if nesterov_mlp else None
+        self.v_norm = nn.LayerNorm(c, bias=False) if nesterov_mlp else None
 
     def steps(self) -> Steps:
         h = self.h()
@@ -155,20 +187,30 @@ class AcceleratedBlock(nn.Module):
     def damping(self) -> Damping:
         if self.retention is not None:
             return NO_DAMPING._replace(retention=self.retention())
+        if self.rate is not None:
+            return Damping(0.0, self.rate())
         if self.c_log is None:
             return NO_DAMPING  # last layer of an explicit scheme: Y^+ is discarded
         return Damping(self.c_log(), self.c_lin())
 
+    def oracle(self, tape: Tape | None):
+        if self.attn is None:
+            return _FreeDrift()
+        oracle = self.attn.oracle(tape)
+        return oracle if self.force_used else _WithoutForce(oracle)
+
     def forward(self, s: State, tape: Tape | None = None) -> State:
         steps = self.steps()
-        oracle = self.attn.oracle(tape)
-        if not self.force_used:
-            oracle = _WithoutForce(oracle)
-        out = self.scheme.step(oracle, s, steps, self.damping())
+        out = self.scheme.step(self.oracle(tape), s, steps, self.damping())
         p = out.p if self.p_norm is None else self.p_norm(out.p)
         x = out.x
-        look = x if self.mu is None else x + (self.mu() / steps.x) * (x - s.x)  # X + μ v_att
-        x = x + self.gamma() * self.mlp(self.ln_m(look))
+        mu = 0.0 if self.mu is None else self.mu()
+        if self.beta is None:  # look-ahead Euler at X + μ v_att, v_att = (X^+ - X)/h
+            look = x if self.mu is None else x + (mu / steps.x) * (x - s.x)
+            x = x + self.gamma() * self.mlp(self.ln_m(look))
+        else:
+            mlp = lambda z: self.mlp(self.ln_m(z))  # noqa: E731
+            x, p = nesterov(mlp, x, p, mu, self.beta(), self.gamma(), self.v_norm)
         return State(x, p, s.t + steps.x.detach(), out.prev)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-from sympformer.dynamics import get_scheme
+from sympformer.dynamics import Integrator, get_scheme
 
 
 @dataclass(frozen=True)
@@ -13,21 +15,53 @@ class ArchSpec:
     family: str  # "euler" (GPT residual), "nesterov" (YuriiFormer) or "hamiltonian" (SympFormer)
     kernel: str  # "softmax" or "linear"
     description: str
+    h_init: Callable[[Integrator | None], float] | None = None
+    """Initial learned step given the scheme (SPEC §7); None: the arch learns no step."""
 
     @property
     def accelerated(self) -> bool:
         return self.family == "hamiltonian"
 
 
+def _scheme_step(scheme: Integrator | None) -> float:
+    return scheme.h_init
+
+
+def _linear_step(scheme: Integrator | None) -> float:
+    """Linear accelerated models: 0.01, except a learned retention (plain_euler) steps like
+    linear GPT (1.0)."""
+    return 1.0 if "retention" in scheme.reads else 0.01
+
+
 ARCHS: dict[str, ArchSpec] = {
     "gpt": ArchSpec("euler", "softmax", "GPT: explicit Euler of softmax attention, h = 1"),
-    "gpt_linear": ArchSpec("euler", "linear", "linear-attention GPT: Euler, learned h"),
+    "gpt_linear": ArchSpec(
+        "euler", "linear", "linear-attention GPT: Euler, learned h", lambda _: 1.0
+    ),
     "yurii": ArchSpec("nesterov", "softmax", "YuriiFormer: Nesterov per Lie-Trotter sub-step"),
-    "symp": ArchSpec("hamiltonian", "softmax", "SympFormer: accelerated softmax attention"),
-    "symp_linear": ArchSpec("hamiltonian", "linear", "SympFormer: accelerated linear attention"),
+    "symp": ArchSpec(
+        "hamiltonian", "softmax", "SympFormer: accelerated softmax attention", _scheme_step
+    ),
+    "symp_linear": ArchSpec(
+        "hamiltonian", "linear", "SympFormer: accelerated linear attention", _linear_step
+    ),
 }
 
-SMALL_STEP_SCHEMES = ("ab2", "etd_ab2", "tao", "strang")
+VelocityInit = Literal["auto", "zero", "learned"]
+MomentumNorm = Literal["none", "end"]
+Drift = Literal["metric", "identity"]
+Force = Literal["hamiltonian", "potential", "attention"]
+DampingKind = Literal["schedule", "constant"]
+MlpStep = Literal["euler", "nesterov"]
+INGREDIENTS: dict[str, tuple[str, ...]] = {
+    "drift": get_args(Drift),
+    "force": get_args(Force),
+    "damping": get_args(DampingKind),
+    "mlp_step": get_args(MlpStep),
+}
+"""The ingredients that take SympFormer apart (issue 14; SPEC §5 "Relations"): field -> values,
+the first value the accelerated archs' default. Other archs leave them None."""
+
 STEP_BOUNDS = (1e-4, 4.0)
 """Guard on every learned step h: above 0 (v_att divides by h) and below the flows' stable range."""
 DAMPING_BOUNDS = (0.0, 20.0)
@@ -66,7 +100,7 @@ class ModelConfig:
     """Longest context (learned position embeddings)."""
     mlp_hidden: int | None = None
     """MLP width (GELU, no bias); None: 4 * d_model."""
-    velocity_init: str = "auto"
+    velocity_init: VelocityInit = "auto"
     """Initial velocity: zero | learned (token + position velocity embedding, YuriiFormer style) |
     auto (learned for yurii, zero otherwise)."""
     h_init: float | None = None
@@ -86,7 +120,7 @@ class ModelConfig:
     """MLP sub-step evaluated at X + mu v_att (v_att the attention step's velocity)."""
     mlp_lookahead_init: float = 0.9
     mlp_gain_init: float = 1.0
-    momentum_norm: str = "end"
+    momentum_norm: MomentumNorm = "end"
     """none | end: a LayerNorm on the momentum after each attention step (not in the last layer)."""
     qk_tied: bool = False
     """W_K = W_Q, making every A_h symmetric positive semi-definite as the theory assumes."""
@@ -95,6 +129,22 @@ class ModelConfig:
     xi_init: float = 0.5
     """tao/strang binding xi = theta_max sigmoid(.) / (2h), sigmoid(.) starting here."""
     theta_max: float = 1.0
+    drift: Drift | None = None
+    """Accelerated archs: how positions move. metric (default): through the mobility, F = B_h Y / z̄
+    (symp) or the Stein kernel, F_i = (1/i) Σ_j k(X_i, X_j) Π Y_j (symp_linear); identity:
+    Euclidean kinetic energy, F = Y (YuriiFormer, heavy ball)."""
+    force: Force | None = None
+    """Accelerated archs: the kick. hamiltonian (default): G = -∂H/∂X in closed form, kinetic
+    (metric-variation) and potential terms; potential: G(X, 0), the potential terms only (symp:
+    ν z̄_i ā_i, keys through W_Q); attention: the classical attention field Γ(x̂) with a value
+    matrix (softmax or linear, as in GPT). drift=identity with force=attention is heavy ball."""
+    damping: DampingKind | None = None
+    """Accelerated archs: schedule (default): η(t) = c_log log t + c_lin t, both learned; constant:
+    a learned constant rate α = c (retention e^(-c h) per step, starting at retention_init)."""
+    mlp_step: MlpStep | None = None
+    """Accelerated archs: euler (default): X <- X + γ MLP(LN(X + μ v_att)), the look-ahead Euler
+    sub-step (mlp_lookahead); nesterov: YuriiFormer's Nesterov sub-step on the momentum,
+    x_in = X + μ Y, Y <- LN(β Y + γ MLP(LN x_in)), X <- X + Y."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -122,14 +172,15 @@ class ModelConfig:
                 f"ModelConfig.scheme={self.scheme!r} does not apply to arch={self.arch!r}; "
                 "schemes select the integrator of the accelerated archs symp and symp_linear"
             )
-        _choice("velocity_init", self.velocity_init, ("auto", "zero", "learned"))
+        self._check_ingredients(spec)
+        _choice("velocity_init", self.velocity_init, get_args(VelocityInit))
         if self.velocity_init == "auto":
             object.__setattr__(self, "velocity_init", "learned" if self.arch == "yurii" else "zero")
         if self.velocity_init == "learned" and spec.family == "euler":
             raise ValueError(
                 f"ModelConfig.velocity_init='learned': arch={self.arch!r} has no velocity"
             )
-        _choice("momentum_norm", self.momentum_norm, ("none", "end"))
+        _choice("momentum_norm", self.momentum_norm, get_args(MomentumNorm))
         for name in ("c_log_init", "c_lin_init", "nu_init", "mlp_gain_init", "theta_max"):
             _positive(name, getattr(self, name))
         if self.h_init is not None:
@@ -146,9 +197,40 @@ class ModelConfig:
             if not (isinstance(value, float | int) and 0 < value < 1):
                 raise ValueError(f"ModelConfig.{name}={value!r} must lie strictly between 0 and 1")
 
+    def _check_ingredients(self, spec: ArchSpec) -> None:
+        for name, allowed in INGREDIENTS.items():
+            value = getattr(self, name)
+            if not spec.accelerated:
+                if value is not None:
+                    raise ValueError(
+                        f"ModelConfig.{name}={value!r} does not apply to arch={self.arch!r}; "
+                        "the ingredients take the accelerated archs symp and symp_linear apart"
+                    )
+                continue
+            if value is None:
+                object.__setattr__(self, name, allowed[0])
+            else:
+                _choice(name, value, allowed)
+        if not spec.accelerated:
+            return
+        if self.damping == "constant" and "retention" in get_scheme(self.scheme).reads:
+            raise ValueError(
+                f"ModelConfig.damping='constant' does not apply to scheme={self.scheme!r}: its "
+                "learned retention already is a constant damping"
+            )
+        if spec.kernel == "linear" and self.drift == "identity" and self.force == "potential":
+            raise ValueError(
+                "ModelConfig.force='potential' with drift='identity' leaves symp_linear without "
+                "attention (its potential force -∇W is token-local); choose another force or drift"
+            )
+
     @property
     def spec(self) -> ArchSpec:
         return ARCHS[self.arch]
+
+    @property
+    def accelerated(self) -> bool:
+        return self.spec.accelerated
 
     @property
     def mlp_width(self) -> int:
@@ -165,11 +247,7 @@ class ModelConfig:
 
     @property
     def step_init(self) -> float:
-        """Initial h (SPEC §7 table) unless h_init is given."""
+        """Initial h: h_init if given, else the arch's rule for the scheme (SPEC §7 table)."""
         if self.h_init is not None:
             return self.h_init
-        if self.arch == "gpt_linear":
-            return 1.0
-        if self.arch == "symp_linear":
-            return 1.0 if self.scheme == "plain_euler" else 0.01
-        return 0.01 if self.scheme in SMALL_STEP_SCHEMES else 0.3
+        return self.spec.h_init(get_scheme(self.scheme) if self.scheme else None)

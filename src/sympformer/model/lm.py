@@ -21,12 +21,12 @@ from torch import Tensor, nn
 
 from sympformer.dynamics import State
 from sympformer.files import atomic_write, atomic_write_text
-from sympformer.model.attention import ClassicalAttention, Scalar, _OracleModule
+from sympformer.model.attention import INIT_STD, ClassicalAttention, Scalar, _OracleModule
 from sympformer.model.blocks import BLOCKS, MLP
 from sympformer.model.cache import Cache
 from sympformer.model.config import ModelConfig
+from sympformer.model.variant import Variant
 
-INIT_STD = 0.02
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
@@ -68,7 +68,7 @@ class LanguageModel(nn.Module):
             if isinstance(m, ClassicalAttention | MLP):
                 nn.init.normal_(m.proj.weight, std=INIT_STD / math.sqrt(2 * self.cfg.n_layer))
             if isinstance(m, _OracleModule):
-                m.reset_metric()
+                m.reset_special(self.cfg.n_layer)
 
     def forward(
         self, idx: Tensor, targets: Tensor | None = None, cache: Cache | None = None
@@ -248,7 +248,7 @@ def matched_gpt(target: int, like: ModelConfig, arch: str = "gpt") -> ModelConfi
     The widest width (a multiple of n_head) not above the target, then the MLP width that closes
     the gap: the fair control for variants with more parameters (e.g. a learned velocity embedding).
     """
-    base = dataclasses.replace(like, arch=arch, scheme=None, velocity_init="auto", mlp_hidden=None)
+    base = Variant(arch).model(like, mlp_hidden=None)
     widths = [w for w in range(like.n_head, 16 * like.d_model + 1, like.n_head)]
     fits = [w for w in widths if count_params(dataclasses.replace(base, d_model=w)) <= target]
     cfg = dataclasses.replace(base, d_model=max(fits) if fits else like.n_head)

@@ -39,7 +39,7 @@ from tqdm import tqdm
 import sympformer
 from sympformer.data import Corpus, TrainBatches, prepare, tokenizer_info, val_batches
 from sympformer.files import atomic_write_text
-from sympformer.model import CheckpointError, LanguageModel
+from sympformer.model import CheckpointError, LanguageModel, Variant
 from sympformer.train.checkpoint import (
     CHECKPOINTS,
     LABELS,
@@ -119,9 +119,8 @@ def fit(
 
 
 def default_run_dir(cfg: ExperimentConfig, root: Path = Path("runs")) -> Path:
-    """runs/<arch>[-<scheme>]-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
-    name = "-".join(p for p in (cfg.model.arch, cfg.model.scheme) if p)
-    base = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/<variant slug>-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
+    base = root / f"{Variant.of(cfg.model).slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while path.exists():
         n += 1
@@ -518,7 +517,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     def _announce(self, stop: int) -> None:
         tc, m = self.cfg.train, self.cfg.model
-        name = m.arch + (f"/{m.scheme}" if m.scheme else "")
+        name = Variant.of(m)
         start = f"resuming at step {self.progress.step}" if self.resuming else "new run"
         print(
             f"sympformer: {name}, {self.model.num_params():,} parameters, "
@@ -540,7 +539,7 @@ class Trainer:
         plot_losses(
             self.run_dir / METRICS_CSV,
             self.run_dir / LOSS_PNG,
-            title=f"{self.run_dir.name}: {self.cfg.model.arch} {self.cfg.model.scheme or ''}",
+            title=f"{self.run_dir.name}: {Variant.of(self.cfg.model)}",
             baseline=self.entropy,
         )
         texts = self._samples()
