@@ -1,365 +1,257 @@
-"""The `sympformer` command: each subcommand is one plain function in `COMMANDS` (jsonargparse
-builds its flags from the signature and docstring), so the same functions are callable from Python.
+"""The `sympformer` command. Each subcommand is a config dataclass and a plain function, so the same
+work is callable from Python:
 
-    sympformer train [--preset quick|paper-v1|smoke] [--config FILE] [--arch A --scheme S ...]
-    sympformer sample --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
-    sympformer flow --kernel linear|softmax [--problem sphere] [--schemes a,b] [--calls K] --out DIR
-    sympformer audit [--archs a,b] [--schemes a,b] [--dtype float32|float64|bfloat16]
-    sympformer compare --runs a,b:scheme[/learned] [--seeds 3] [--preset P] [--jobs 2] --out DIR
+    sympformer train   [--preset P] [--config FILE] [--arch A --scheme S ...]   ExperimentConfig
+    sympformer compare --runs a,b+drift=identity [--seeds 3] [--preset P] --out DIR   CompareConfig
+    sympformer flow    --problem linear,softmax [--kappa 10,100] [--seeds 8] --out DIR
+    sympformer audit   [--archs a,b] [--schemes a,b] [--variants LABELS] [--dtype float64]
+    sympformer sample  --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
 
-Adding a subcommand: write a function with type hints and a docstring, add it to `COMMANDS` and,
-if it wants short flags, a table to `ALIASES`. Flags may use "-" or "_" (`--max-new-tokens`).
-
-Precedence for `train`: preset < config files (in order) < explicit flags, whatever their order
-on the command line: `expand_args` puts the preset (or, with --resume, the run's config.json) and
-the --config files first. Bad input of any kind (flags, values, data, folders, checkpoints) ends
-with one line "error: ..." on stderr and exit code 2; a bug still shows its traceback.
+The flags are built from the dataclasses by jsonargparse (field docstrings become --help): a
+command's own config gives top-level flags (`--runs`), the experiment sections of `train` and
+`compare` nested ones (`--model.scheme`, `--train.max_steps`) plus the short forms in `ALIASES`.
+Flags may use "-" or "_"; list fields take "a,b" (or YAML "[a, b]"); a boolean flag alone means
+true. Precedence where there are sections: preset < --config files < flags, whatever their order.
+Bad input of any kind ends with one line "error: ..." on stderr and exit code 2; a signal that
+stops training exits with 128 + its number; a bug still shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonargparse import auto_cli, set_parsing_settings
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
+from sympformer.compare.audit import AuditConfig, format_table, run_audit
+from sympformer.compare.flow import FlowConfig, flow_experiment
+from sympformer.compare.plan import DEFAULT_COMPARE_PRESET, CompareConfig
+from sympformer.compare.runner import run_comparison
 from sympformer.data import DataConfig
 from sympformer.model import ModelConfig
 from sympformer.train import (
     DEFAULT_PRESET,
+    USER_ERRORS,
     DivergenceError,
     ExperimentConfig,
     TrainConfig,
+    TrainingInterrupted,
     fit,
-    generate_text,
-    load_for_sampling,
     preset_dict,
 )
-from sympformer.train.loop import CONFIG_JSON
-from sympformer.train.loop import USER_ERRORS as RUN_INPUT_ERRORS
+from sympformer.train.run_dir import CONFIG_JSON
+from sympformer.train.sampling import SampleConfig, sample
 
 EXIT_USER_ERROR = 2
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def train(
-    model: ModelConfig = ModelConfig(),  # noqa: B008 (jsonargparse reads defaults from the signature)
-    data: DataConfig = DataConfig(),  # noqa: B008
-    train: TrainConfig = TrainConfig(),  # noqa: B008
-    preset: str = DEFAULT_PRESET,
-    out: Path | None = None,
-    resume: Path | None = None,
+# -------------------------------------------------------------------------------------------------
+# The commands: plain functions of their configs
+
+
+def train_command(
+    experiment: ExperimentConfig, out: Path | None = None, resume: Path | None = None
 ) -> None:
     """Train a language model into a run folder: config.json, run.json, metrics.csv, checkpoints
     (latest, best), loss.png and samples.txt; prints the final validation loss and the unigram
-    entropy of the validation tokens.
-
-    Short flags: --arch, --scheme (model), --data PATH, --dataset, --tokenizer (data),
-    --max-steps, --seed, --device, --dtype {float32,bfloat16}, --compile (train). Precedence:
-    preset < --config files < flags. Under torchrun (`torchrun --nproc_per_node N -m
-    sympformer.cli train ...`) each process trains a shard; rank 0 writes the files.
-
-    Args:
-        preset: Starting values: quick (default; a few minutes on a CPU), paper-v1 (SPEC §9.1),
-            smoke (seconds; tests).
-        out: Run folder; default runs/<arch>-<scheme>-<time>. Refused if it holds a run.
-        resume: Run folder to continue from its latest checkpoint (its config.json is the base
-            config; only a few fields, e.g. train.max_steps or train.device, may change).
-    """
-    preset_dict(preset)  # an unknown name fails here, listing the presets
-    fit(
-        ExperimentConfig(model=model, data=data, train=train, preset=preset), out=out, resume=resume
-    )
+    entropy of the validation tokens. Under torchrun (`torchrun --nproc_per_node N -m
+    sympformer.cli train ...`) each process trains a shard; rank 0 writes the files."""
+    fit(experiment, out=out, resume=resume)
 
 
-def sample(
-    ckpt: Path,
-    prompt: str,
-    max_new_tokens: int = 200,
-    temperature: float = 0.8,
-    top_k: int | None = 50,
-    seed: int = 1337,
-    which: str = "best",
-    device: str = "cpu",
+def compare_command(
+    compare: CompareConfig, out: Path | None, jobs: int = 1, threads: int | None = None
 ) -> None:
-    """Continue a prompt with a trained model (KV-cached decoding) and print the text.
-
-    Args:
-        ckpt: A run folder (its `which` checkpoint, else the other) or a checkpoint folder.
-        prompt: Text to continue (UTF-8, at most the model's context in tokens).
-        max_new_tokens: Tokens to generate.
-        temperature: Sampling temperature; 0 is greedy decoding.
-        top_k: Sample among the k most likely tokens; null: all.
-        seed: Seed of the sampler (same seed, same text).
-        which: best or latest.
-        device: cpu, cuda, ...
-    """
-    model, tokenizer = load_for_sampling(ckpt, which, device)
-    print(generate_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, seed))
+    """Train model variants x seeds on identical data and budget; write Table 1 (results.md,
+    results.tex), Figure 2 (curves.png) and summary.json with paired tests. Repeating the
+    command continues an interrupted comparison and may add rows."""
+    if out is None:
+        raise ValueError("compare needs --out DIR (the comparison folder)")
+    summary = run_comparison(compare, out, jobs=jobs, threads=threads, command=" ".join(sys.argv))
+    print((out / summary["files"][0]).read_text(), end="")
 
 
-def _names(text: str | None) -> list[str] | None:
-    """A comma-separated list ("gpt,symp") as names; None stays None (all)."""
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ValueError(f"empty list {text!r}: give comma-separated names")
-    return names
-
-
-def flow(
-    kernel: str = "linear",
-    problem: str | None = None,
-    schemes: str | None = None,
-    particles: int | None = None,
-    dim: int | None = None,
-    calls: int | None = None,
-    seed: int = 0,
-    c_log: float = 3.0,
-    c_lin: float = 0.0,
-    tol: float = 1e-2,
-    out: Path | None = None,
-) -> None:
-    """Run the classical flow and the accelerated schemes on one demo problem with the same budget
-    of oracle calls, each with its best step from one grid (SPEC §5.1). Writes OUT/flow.csv and
-    OUT/flow.png and prints the calls each method needs to reach the tolerance.
-
-    Args:
-        kernel: linear (Stein flow, bilinear kernel) or softmax (nonlinear mobility).
-        problem: linear | softmax | sphere (softmax kernel on the unit sphere); default: the
-            kernel's own demo.
-        schemes: Comma-separated integrators (default: all of SCHEMES).
-        particles: Number of particles N (default 256 linear, 64 softmax).
-        dim: Dimension d (default 10 linear, 8 softmax).
-        calls: Budget of oracle calls K (default 400 linear, 300 softmax, 100 sphere).
-        seed: Seed of the random problem.
-        c_log: Damping c_log (3 is Nesterov's 3/t).
-        c_lin: Damping c_lin (constant friction).
-        tol: Tolerance on the energy gap, relative to the initial gap.
-        out: Output folder (default runs/flow-<problem>).
-    """
-    from sympformer.compare.flow import FlowConfig, flow_experiment
-    from sympformer.dynamics import SCHEMES
-
-    cfg = FlowConfig(
-        kernel,
-        problem,
-        tuple(_names(schemes) or SCHEMES),
-        particles,
-        dim,
-        calls,
-        seed,
-        c_log,
-        c_lin,
-        tol,
-    )
-    out = out or Path(f"runs/flow-{cfg.problem}")
-    result = flow_experiment(cfg, out)
+def flow_command(flow: FlowConfig, out: Path | None = None) -> None:
+    """The classical flow and the accelerated schemes at equal oracle calls (SPEC §5.1)."""
+    out = out or Path(f"runs/flow-{flow.problem}")
+    result = flow_experiment(flow, out)
     print(result.table())
     print(f"wrote {out / 'flow.csv'} and {out / 'flow.png'}")
 
 
-def audit(
-    archs: str | None = None,
-    schemes: str | None = None,
-    dtype: str = "float32",
-    train_steps: int = 5,
-) -> None:
-    """Check every arch x scheme: future-token leakage, cached decoding = full forward, finite
-    loss and gradients at init and after a few training steps, parameter counts. Prints a table;
-    exits with code 1 if any check fails.
-
-    Args:
-        archs: Comma-separated archs (default: all).
-        schemes: Comma-separated schemes of the accelerated archs (default: all).
-        dtype: float32, float64 or bfloat16 (autocast).
-        train_steps: AdamW steps on random tokens before the second finiteness check.
-    """
-    from sympformer.compare.audit import DTYPES, audit_configs, audit_one, format_table
-
-    if dtype not in DTYPES:
-        raise ValueError(f"audit: dtype={dtype!r} is not one of {list(DTYPES)}")
-    if train_steps < 0:
-        raise ValueError(f"audit: train_steps={train_steps} must be >= 0")
-    rows = []
-    for cfg in audit_configs(_names(archs), _names(schemes)):
-        rows.append(audit_one(cfg, dtype, train_steps))
-        print(f"  {rows[-1].model}: {'ok' if rows[-1].ok else 'FAIL'}", file=sys.stderr)
+def audit_command(audit: AuditConfig) -> None:
+    """Leakage, cached decoding and finiteness of every model; exit code 1 if a check fails."""
+    rows = run_audit(audit, echo=lambda line: print(line, file=sys.stderr))
     print(format_table(rows))
     if not all(r.ok for r in rows):
         sys.exit(1)
 
 
-def compare(
-    runs: str,
-    out: Path,
-    seeds: int = 3,
-    preset: str = "compare-cpu",
-    dataset: str | None = None,
-    data_path: str | None = None,
-    tokenizer: str | None = None,
-    cache_dir: str | None = None,
-    max_steps: int | None = None,
-    seed: int | None = None,
-    jobs: int = 1,
-    threads: int | None = None,
-    matched_gpt: bool = True,
-    wallclock_matched: bool = False,
-) -> None:
-    """Train model variants x seeds on identical data and budget; write Table 1 and Figure 2.
-
-    Every --runs variant trains with --seeds seeds (seed k of every model: the same initial
-    weights seed and batches) on the same data, budget and validation batches, each into
-    OUT/runs/<label>-seed<k>/; then OUT/results.md, results.tex (Table 1: mean ± sd over seeds,
-    paired t-tests against gpt), curves.png (Figure 2) and summary.json are written. Repeating
-    the command continues an interrupted comparison (finished runs are skipped, interrupted ones
-    resumed) and regenerates the report; it may add rows to OUT's comparison (new rows pair with
-    the seeds already trained), any other change is refused. The committed
-    CPU comparison (about 55 min on 2 idle cores): --runs
-    gpt,yurii,symp:presymp_euler,symp_linear:presymp_euler --seeds 3 --preset compare-cpu
-    --jobs 2.
-
-    Args:
-        runs: Comma-separated variants, "arch" or "arch:scheme", each optionally followed by
-            "/learned" or "/zero" (velocity initialisation; default: the arch's own), e.g.
-            gpt,yurii,symp:presymp_euler,symp:presymp_euler/learned (gpt is always included).
-        out: Comparison folder.
-        seeds: Seeds per variant.
-        preset: Base settings of every run: compare-cpu (default; the committed CPU comparison),
-            quick, paper-v1, smoke.
-        dataset: Override the preset's data.dataset.
-        data_path: Local text file or folder (dataset text); short flag --data.
-        tokenizer: Override the preset's data.tokenizer (bpe, gpt2, bytes).
-        cache_dir: Token cache root (default $SYMPFORMER_CACHE or ~/.cache/sympformer).
-        max_steps: Override the preset's train.max_steps (the budget of every row).
-        seed: First seed (default: the preset's train.seed); seed k is seed + k.
-        jobs: Runs trained side by side in separate processes.
-        threads: Torch threads per run (default: CPU cores // jobs). At a fixed thread count
-            the per-run metrics do not depend on --jobs.
-        matched_gpt: Add gpt-matched, a GPT with the parameter count of the largest variant
-            (within 2 %); --no-matched-gpt leaves it out.
-        wallclock_matched: Add gpt-wallclock, a GPT trained for more steps so that its
-            wall-clock matches the slowest row's mean (--wallclock-matched true).
-    """
-    from sympformer.compare.runner import CompareConfig, run_comparison
-    from sympformer.train import preset_config
-
-    given = (("dataset", dataset), ("path", data_path), ("tokenizer", tokenizer),
-             ("cache_dir", cache_dir))  # fmt: skip
-    data = {k: v for k, v in given if v is not None}
-    train = {k: v for k, v in (("max_steps", max_steps), ("seed", seed)) if v is not None}
-    base = preset_config(preset, data=data, train=train)
-    cfg = CompareConfig(_names(runs), seeds, base, matched_gpt, wallclock_matched)
-    summary = run_comparison(cfg, out, jobs=jobs, threads=threads, command=" ".join(sys.argv))
-    print((out / summary["files"][0]).read_text(), end="")
+def sample_command(sample_cfg: SampleConfig) -> None:
+    """Continue a prompt with a trained model (KV-cached decoding) and print the text."""
+    print(sample(sample_cfg))
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {
-    "train": train,
-    "sample": sample,
-    "flow": flow,
-    "audit": audit,
-    "compare": compare,
+# -------------------------------------------------------------------------------------------------
+# The parser, built from the configs
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A flag that is not a config field (where to write, how to run)."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+
+
+@dataclass(frozen=True)
+class Command:
+    run: Callable[..., None]
+    """Called with the command's config (or the ExperimentConfig) and the `args` by name."""
+    config: type | None = None
+    """The command's config dataclass: its fields are top-level flags."""
+    sections: str | None = None
+    """Default preset if the command takes the experiment sections (model, data, train)."""
+    skip: frozenset[str] = frozenset()
+    """Fields of `config` that are not flags (filled from the sections)."""
+    args: tuple[Arg, ...] = ()
+
+
+OUT = "Output folder."
+COMMANDS: dict[str, Command] = {
+    "train": Command(train_command, sections=DEFAULT_PRESET, args=(
+        Arg("out", Path | None, None, "Run folder; default runs/<variant>-<time>; refused if it "
+            "holds a run."),
+        Arg("resume", Path | None, None, "Run folder to continue from its latest checkpoint (its "
+            "config.json is the base config; only a few fields may change)."),
+    )),
+    "compare": Command(compare_command, CompareConfig, DEFAULT_COMPARE_PRESET,
+                       frozenset({"base"}), (
+        Arg("out", Path | None, None, "Comparison folder (required)."),
+        Arg("jobs", int, 1, "Runs trained side by side in separate processes."),
+        Arg("threads", int | None, None, "Torch threads per run (default: CPU cores // jobs)."),
+    )),
+    "flow": Command(flow_command, FlowConfig, args=(Arg("out", Path | None, None, OUT),)),
+    "audit": Command(audit_command, AuditConfig),
+    "sample": Command(sample_command, SampleConfig),
+}  # fmt: skip
+"""Subcommand -> its function, config and other flags."""
+
+ALIASES: dict[str, str] = {
+    "--arch": "--model.arch",
+    "--scheme": "--model.scheme",
+    "--data": "--data.path",
+    "--dataset": "--data.dataset",
+    "--tokenizer": "--data.tokenizer",
+    "--cache_dir": "--data.cache_dir",
+    "--max_steps": "--train.max_steps",
+    "--seed": "--train.seed",
+    "--device": "--train.device",
+    "--dtype": "--train.dtype",
+    "--compile": "--train.compile",
+    "--no_matched_gpt": "--matched_gpt=false",  # a "--no-" flag never takes a value
+    "--no_wallclock_matched": "--wallclock_matched=false",
 }
-"""Subcommand name -> function; jsonargparse derives the flags from the signature."""
-
-ALIASES: dict[str, dict[str, str]] = {
-    "train": {
-        "--arch": "--model.arch",
-        "--scheme": "--model.scheme",
-        "--data": "--data.path",
-        "--dataset": "--data.dataset",
-        "--tokenizer": "--data.tokenizer",
-        "--max_steps": "--train.max_steps",
-        "--seed": "--train.seed",
-        "--device": "--train.device",
-        "--dtype": "--train.dtype",
-        "--compile": "--train.compile",
-    },
-    "compare": {
-        "--data": "--data_path",
-        # a "--no-" flag never takes a value, so it may stand for the flag with its value
-        "--no_matched_gpt": "--matched_gpt=false",
-        "--no_wallclock_matched": "--wallclock_matched=false",
-    },
-}
-"""Per subcommand: short flag -> the nested flag it stands for (after "-" -> "_")."""
-
-SWITCHES: dict[str, set[str]] = {
-    "train": {"--train.compile"},
-    "compare": {"--matched_gpt", "--wallclock_matched"},
-}
-"""Boolean flags that may be given without a value (`--compile` means `--train.compile true`)."""
+"""Short flags of the commands with experiment sections (after "-" -> "_")."""
 
 BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    *RUN_INPUT_ERRORS,  # ValueError (DataError, CheckpointError, RunError, config checks), OSError
-    argparse.ArgumentError,  # unknown flags, unparsable values
-    DivergenceError,
-)
+
+def _field_types(command: Command) -> dict[str, Any]:
+    """Flag -> type of every config field of the command (sections included)."""
+    types: dict[str, Any] = {}
+    if command.config is not None:
+        hints = typing.get_type_hints(command.config)
+        types |= {f"--{f.name}": hints[f.name] for f in dataclasses.fields(command.config)}
+    if command.sections:
+        for key, kind in SECTIONS.items():
+            hints = typing.get_type_hints(kind)
+            types |= {f"--{key}.{f.name}": hints[f.name] for f in dataclasses.fields(kind)}
+    return types
 
 
-def normalize_flags(command: str, args: Sequence[str]) -> list[str]:
+def _is_bool(kind: Any) -> bool:
+    return kind is bool or bool in typing.get_args(kind)
+
+
+def _is_list(kind: Any) -> bool:
+    kinds = (kind, *typing.get_args(kind))
+    return any(typing.get_origin(k) in (tuple, list) for k in kinds)
+
+
+def normalize_flags(name: str, args: Sequence[str]) -> list[str]:
     """Flag names with "_" for "-" and aliases resolved ("--max-steps=5" becomes
-    "--train.max_steps=5"); a bare switch gets the value "true"."""
-    aliases, switches = ALIASES.get(command, {}), SWITCHES.get(command, set())
+    "--train.max_steps=5"); a bare boolean flag gets "true"; "a,b" for a list field becomes a JSON
+    list (";" separates `pairs`)."""
+    command = COMMANDS[name]
+    types = _field_types(command)
+    aliases = ALIASES if command.sections else {}
     out: list[str] = []
-    for i, arg in enumerate(args):
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
         if not arg.startswith("--") or arg == "--":
             out.append(arg)
             continue
-        name, eq, value = arg.partition("=")
-        name = "--" + name[2:].replace("-", "_")
-        name = aliases.get(name, name)
-        if name in switches and not eq:
-            following = args[i + 1] if i + 1 < len(args) else ""
-            if following.lower() not in BOOL_WORDS:
-                out += [name, "true"]
-                continue
-        out.append(name + eq + value)
+        flag, eq, value = arg.partition("=")
+        flag = "--" + flag[2:].replace("-", "_")
+        flag = aliases.get(flag, flag)
+        kind = None if "=" in flag else types.get(flag)
+        joined = bool(eq)  # keep the "--flag=value" form
+        if not eq and kind is not None and i < len(args) and not args[i].startswith("--"):
+            value, eq = args[i], "="
+            i += 1
+        elif not eq and kind is not None and _is_bool(kind):
+            value, eq = "true", "="
+        if eq and kind is not None and _is_list(kind) and not value.lstrip().startswith("["):
+            sep = ";" if flag == "--pairs" else ","
+            if sep in value or not any(t is int for t in typing.get_args(kind)):
+                value = json.dumps([v.strip() for v in value.split(sep) if v.strip()])
+        out += [f"{flag}={value}"] if joined else ([flag, value] if eq else [flag])
     return out
-
-
-def _flag_values(args: list[str], flag: str) -> tuple[list[str], list[str]]:
-    """(values of every `flag V` / `flag=V`, the other arguments)."""
-    values, rest, i = [], [], 0
-    while i < len(args):
-        if args[i] == flag:
-            if i + 1 >= len(args):
-                raise ValueError(f"{flag} needs a value")
-            values.append(args[i + 1])
-            i += 2
-        elif args[i].startswith(flag + "="):
-            values.append(args[i].split("=", 1)[1])
-            i += 1
-        else:
-            rest.append(args[i])
-            i += 1
-    return values, rest
 
 
 def _preset_in(config: str) -> str | None:
     """The top-level `preset` of a config file (or inline YAML/JSON string), if any."""
     path = Path(config)
     try:
-        text = path.read_text() if path.is_file() else config
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(path.read_text() if path.is_file() else config)
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None  # jsonargparse reports the problem
     return data.get("preset") if isinstance(data, dict) else None
 
 
-def expand_train_args(args: list[str]) -> list[str]:
-    """Order `train` arguments as base config, --config files, flags (see module docstring)."""
-    configs, rest = _flag_values(args, "--config")
-    presets, _ = _flag_values(rest, "--preset")
-    resumes, _ = _flag_values(rest, "--resume")
+def _values(args: list[str], flag: str) -> tuple[list[str], list[str]]:
+    """(values of every `flag V`, the other arguments) of normalised arguments."""
+    values, rest, i = [], [], 0
+    while i < len(args):
+        if args[i] == flag and i + 1 < len(args):
+            values.append(args[i + 1])
+            i += 2
+        else:
+            rest.append(args[i])
+            i += 1
+    return values, rest
+
+
+def with_base_config(command: Command, args: list[str]) -> list[str]:
+    """Arguments ordered as base config (the preset, or a resumed run's config.json), --config
+    files, then the flags: so flags win whatever their position."""
+    configs, rest = _values(args, "--config")
+    presets, _ = _values(rest, "--preset")
+    resumes, _ = _values(rest, "--resume")
     if resumes and Path(resumes[-1], CONFIG_JSON).is_file():
         if presets:
             raise ValueError(
@@ -368,7 +260,7 @@ def expand_train_args(args: list[str]) -> list[str]:
         base = str(Path(resumes[-1], CONFIG_JSON))
     else:
         named = [p for p in map(_preset_in, configs) if p]  # the last file naming one wins
-        name = presets[-1] if presets else (named[-1] if named else DEFAULT_PRESET)
+        name = presets[-1] if presets else (named[-1] if named else command.sections)
         base = json.dumps(preset_dict(name))
     head = ["--config", base]
     for config in configs:
@@ -376,18 +268,63 @@ def expand_train_args(args: list[str]) -> list[str]:
     return head + rest
 
 
+def build_parser() -> ArgumentParser:
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docs in --help
+    parser = ArgumentParser(prog="sympformer", description=__doc__.split("\n\n")[0],
+                            exit_on_error=False)  # fmt: skip
+    subcommands = parser.add_subcommands()
+    for name, command in COMMANDS.items():
+        sub = ArgumentParser(description=(command.run.__doc__ or "").strip(), exit_on_error=False)
+        if command.sections:
+            sub.add_argument("--config", action=ActionConfigFile, help="A YAML config file.")
+            sub.add_argument("--preset", type=str, default=command.sections,
+                             help="Starting values: a file of sympformer/configs.")  # fmt: skip
+            for key, kind in SECTIONS.items():
+                sub.add_class_arguments(kind, key, fail_untyped=False)
+        if command.config is not None:
+            sub.add_class_arguments(command.config, None, skip=set(command.skip))
+        for arg in command.args:
+            sub.add_argument(f"--{arg.name}", type=arg.type, default=arg.default, help=arg.help)
+        subcommands.add_subcommand(name, sub, help=(command.run.__doc__ or "").split("\n")[0])
+    return parser
+
+
+def _call(name: str, ns: Namespace) -> None:
+    """Build the command's config from the parsed namespace and run the command with it."""
+    command = COMMANDS[name]
+    values = ns.as_dict()
+    experiment = None
+    if command.sections:
+        sections = {key: kind(**values[key]) for key, kind in SECTIONS.items()}
+        experiment = ExperimentConfig(preset=values.get("preset"), **sections)
+    config = experiment
+    if command.config is not None:
+        fields = {f.name: values[f.name] for f in dataclasses.fields(command.config)
+                  if f.name not in command.skip}  # fmt: skip
+        if experiment is not None:
+            fields["base"] = experiment
+        config = command.config(**fields)
+    command.run(config, **{arg.name: values[arg.name] for arg in command.args})
+
+
 def expand_args(args: Sequence[str]) -> list[str]:
-    """The command line as jsonargparse should see it: flags normalised, aliases resolved, and
-    for `train` the preset and config files first."""
+    """The command line as jsonargparse should see it (see the module docstring)."""
     args = list(args)
     i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
     if i is None or args[i] not in COMMANDS:
         return args
-    command = args[i]
-    tail = normalize_flags(command, args[i + 1 :])
-    if command == "train" and not {"-h", "--help"} & set(tail):
-        tail = expand_train_args(tail)
-    return [*args[:i], command, *tail]
+    name = args[i]
+    tail = normalize_flags(name, args[i + 1 :])
+    if COMMANDS[name].sections and not {"-h", "--help"} & set(tail):
+        tail = with_base_config(COMMANDS[name], tail)
+    return [*args[:i], name, *tail]
+
+
+USER_ERRORS_CLI: tuple[type[BaseException], ...] = (
+    *USER_ERRORS,  # ValueError (DataError, CheckpointError, RunError, config checks), OSError
+    argparse.ArgumentError,  # unknown flags, unparsable values
+    DivergenceError,
+)
 
 
 def one_line(err: BaseException) -> str:
@@ -398,10 +335,14 @@ def one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `sympformer` console script."""
     args = sys.argv[1:] if argv is None else list(argv)
-    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # field docs in --help
     try:
-        auto_cli(COMMANDS, args=expand_args(args), as_positional=False, exit_on_error=False)
-    except USER_ERRORS as err:
+        parser = build_parser()
+        ns = parser.parse_args(expand_args(args))
+        _call(ns.subcommand, ns[ns.subcommand])
+    except TrainingInterrupted as stop:
+        print(f"error: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
+    except USER_ERRORS_CLI as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
 

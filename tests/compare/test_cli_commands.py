@@ -38,7 +38,7 @@ def test_flow_command_prints_the_table_and_writes_files(tmp_path, capsys):
         (["flow", "--schemes", "rk4"], "unknown integrator 'rk4'"),
         (["flow", "--particles", "0"], "particles=0"),
         (["flow", "--calls", "-1"], "calls=-1"),
-        (["audit", "--dtype", "float16"], "dtype='float16'"),
+        (["audit", "--dtype", "float16"], 'Parser key "dtype"'),
         (["audit", "--archs", "bert"], "unknown arch 'bert'"),
         (["audit", "--schemes", ","], "empty list"),
     ],

@@ -14,15 +14,16 @@ from matplotlib.image import imread
 from scipy import stats
 
 from sympformer.cli import main
-from sympformer.compare.report import DIVERGED, _trailing_mean
-from sympformer.compare.runner import (
+from sympformer.compare.figure import _trailing_mean
+from sympformer.compare.plan import (
     CompareConfig,
     parse_run,
     plan_rows,
     plan_runs,
-    run_comparison,
     wallclock_plan,
 )
+from sympformer.compare.report import DIVERGED, planned_tests
+from sympformer.compare.runner import run_comparison
 from sympformer.model import count_params
 from sympformer.train import fit, load_run_config, preset_config, read_metrics
 from tests.train.helpers import rows_without_clock, snapshot, write_text
@@ -65,6 +66,12 @@ def copy_comparison(src: Path, dest: Path) -> Path:
 
 def summary(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
+
+
+def vs_gpt(out: Path) -> dict[str, dict]:
+    """Row label -> its paired test against gpt at equal steps (summary.json's `tests`)."""
+    tests = summary(out)["tests"]
+    return {t["row"]: t for t in tests if t["other"] == "gpt" and t["basis"] == "equal steps"}
 
 
 def last_val(run_dir: Path) -> float:
@@ -231,7 +238,7 @@ def test_statistics_equal_scipy_on_the_run_folders(comparison):
         assert rows[label]["metrics"]["best_val_loss"]["mean"] == pytest.approx(
             np.mean(best), rel=1e-12
         )
-        paired = rows[label]["paired_vs_gpt"]
+        paired = vs_gpt(comparison).get(label)
         if label == "gpt":
             assert paired is None
             continue
@@ -310,7 +317,7 @@ def test_wallclock_plan_divides_the_slowest_mean_by_gpts_seconds_per_step():
     assert plan.gpt_seconds_per_step == pytest.approx(0.11, rel=1e-12)
     assert plan.steps == math.ceil(32.0 / 0.11)
     assert wallclock_plan({"gpt": [10.0], "yurii": [5.0]}, 100).steps == 100  # never fewer
-    with pytest.raises(ValueError, match="finished gpt run"):
+    with pytest.raises(ValueError, match="needs a finished gpt run"):
         wallclock_plan({"yurii": [5.0]}, 100)
 
 
@@ -361,8 +368,8 @@ def with_train(cfg, **train):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ([*SAME, "--max-steps", "30"], "train.max_steps=20, this call asks 30"),
-        ([*SAME, "--tokenizer", "bpe"], "data.tokenizer='bytes', this call asks 'bpe'"),
+        ([*SAME, "--max-steps", "30"], "train.max_steps=20, this call asks train.max_steps=30"),
+        ([*SAME, "--tokenizer", "bpe"], "it has data.tokenizer='bytes', this call asks"),
         ([*SAME, "--seed", "7"], "train.seed=1337"),
         (["--runs", "gpt", "--seeds", "2", "--wallclock-matched", "true"], "runs=gpt,yurii"),
         (["--runs", "gpt,yurii", "--seeds", "3", "--wallclock-matched", "true"], "seeds=2"),
@@ -419,7 +426,7 @@ def test_a_diverged_run_is_final_and_left_out_of_the_statistics(comparison, data
     rows = {r["label"]: r for r in summary(out)["rows"]}
     assert rows["yurii"]["metrics"]["last_val_loss"]["n"] == 1
     assert rows["yurii"]["metrics"]["last_val_loss"]["mean"] == last_val(out / "runs/yurii-seed0")
-    assert rows["yurii"]["paired_vs_gpt"]["n"] == 1
+    assert vs_gpt(out)["yurii"]["n"] == 1
     assert rows["yurii"]["not_finished"] == [{"index": 1, "status": "diverged"}]
     assert "yurii seed 1: diverged" in (out / "results.md").read_text()
 
@@ -489,3 +496,50 @@ def test_trailing_mean_of_the_training_curve():
     full = np.convolve(values, np.ones(7) / 7, mode="valid")
     np.testing.assert_allclose(got[6:], full, rtol=0, atol=1e-12)
     np.testing.assert_allclose(got[:6], np.cumsum(values[:6]) / np.arange(1, 7), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference, chain and pairs
+
+
+def test_planned_tests_cover_reference_wallclock_chain_and_pairs():
+    base = preset_config("smoke")
+    cfg = CompareConfig(
+        runs="yurii,symp/learned,symp", seeds=2, base=base, reference="gpt-matched",
+        wallclock_matched=True, chain="yurii,symp/learned,symp", pairs="symp vs gpt",
+    )  # fmt: skip
+    labels = list(cfg.row_labels())
+    tests = planned_tests(cfg, labels)
+    learned, zero = "symp:presymp_euler/learned", "symp:presymp_euler"
+    others = ["gpt", "yurii", learned, zero]
+    assert tests == (
+        [(label, "gpt-matched", "equal steps") for label in others]
+        + [(label, "gpt-matched-wallclock", "equal wall-clock") for label in others]
+        + [(learned, "yurii", "equal steps"), (zero, learned, "equal steps")]
+        + [(zero, "gpt", "equal steps")]
+    )
+    with pytest.raises(ValueError, match="is not a row of this comparison"):
+        CompareConfig(runs="yurii", seeds=2, base=base, chain="yurii,symp")
+    with pytest.raises(ValueError, match="is not 'ROW vs OTHER'"):
+        CompareConfig(runs="yurii", seeds=2, base=base, pairs="yurii,gpt")
+    with pytest.raises(ValueError, match="needs matched_gpt=True"):
+        CompareConfig(runs="yurii", seeds=2, base=base, reference="gpt-matched", matched_gpt=False)
+
+
+def test_chain_and_pairs_are_tested_with_scipy_on_a_rerun(comparison, data, tmp_path):
+    """Adding a chain and pairs to a finished comparison only rewrites its report."""
+    out = copy_comparison(comparison, tmp_path / "cmp")
+    before = snapshot(out / "runs")
+    main(args(data, out, *SAME, "--chain", "gpt,yurii", "--pairs", "gpt-matched vs yurii"))
+    assert snapshot(out / "runs") == before
+    tests = {(t["row"], t["other"], t["basis"]): t for t in summary(out)["tests"]}
+    for row, other in (("yurii", "gpt"), ("gpt-matched", "yurii")):
+        a = [last_val(out / "runs" / f"{row}-seed{k}") for k in range(SEEDS)]
+        b = [last_val(out / "runs" / f"{other}-seed{k}") for k in range(SEEDS)]
+        t = tests[(row, other, "equal steps")]
+        assert t["mean_diff"] == pytest.approx(np.mean(np.subtract(a, b)), rel=1e-12)
+        assert t["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12)
+    walls = [t for t in summary(out)["tests"] if t["basis"] == "equal wall-clock"]
+    assert {t["other"] for t in walls} == {"gpt-wallclock"}
+    assert {t["row"] for t in walls} == {"yurii", "gpt-matched"}
+    assert "| gpt-matched | yurii | equal steps |" in (out / "results.md").read_text()

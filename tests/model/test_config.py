@@ -1,5 +1,7 @@
 """ModelConfig validates itself: a bad value fails at construction, one line naming the field."""
 
+import re
+
 import pytest
 
 from sympformer import ARCHS, ModelConfig
@@ -19,11 +21,14 @@ from sympformer import ARCHS, ModelConfig
         ({"arch": "gpt", "velocity_init": "learned"}, "has no velocity"),
         ({"momentum_norm": "each"}, "momentum_norm='each'"),
         ({"h_init": 0.0}, "h_init=0.0 must be a positive number"),
-        ({"lookahead_init": 1.0}, "strictly between 0 and 1"),
+        ({"lookahead_init": 1.0}, "lookahead_init=1.0 must be a number in (0, 1)"),
+        ({"c_log_init": 25.0}, "c_log_init=25.0 must be a number in (0, 20]"),
+        ({"h_init": 9.0}, "h_init=9.0 must be a number in [0.0001, 4]"),
+        ({"qk_tied": "yes"}, "qk_tied='yes' must be a boolean"),
     ],
 )
 def test_bad_values_raise_one_clear_line(kwargs, message):
-    with pytest.raises(ValueError, match=message) as err:
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
         ModelConfig(**kwargs)
     assert "\n" not in str(err.value)
 

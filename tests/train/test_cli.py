@@ -9,6 +9,7 @@ import pytest
 
 from sympformer.cli import main
 from sympformer.data import DataConfig, prepare
+from sympformer.model import Variant
 from sympformer.train import fit
 from sympformer.train.checkpoint import CHECKPOINTS
 from tests.train.helpers import copy_run, snapshot, tiny_args, tiny_config, write_text
@@ -38,8 +39,7 @@ def assert_one_error_line(code: int, err: str, match: str) -> None:
 def gpt_run(tmp_path_factory, text_file, cache_dir) -> Path:
     """A 2-step GPT run, whose checkpoint does not belong in a SympFormer run."""
     cfg = tiny_config(text_file, cache_dir, max_steps=2)
-    gpt = dataclasses.replace(cfg.model, arch="gpt", scheme=None, velocity_init="auto")
-    cfg = dataclasses.replace(cfg, model=gpt)
+    cfg = dataclasses.replace(cfg, model=Variant("gpt").model(cfg.model))
     run_dir = tmp_path_factory.mktemp("gpt") / "run"
     fit(cfg, out=run_dir)
     return run_dir
@@ -160,7 +160,7 @@ CASES = {
     "output folder holds a run": "already holds a run",
     "resume folder does not exist": "does not exist",
     "resume with another config": "model.n_layer=2, this run asks model.n_layer=3",
-    "checkpoint from another arch": "belongs to another config: model.arch='gpt'",
+    "checkpoint from another arch": "belongs to another config: it has model.arch='gpt'",
     "corrupt checkpoint": "model.safetensors is corrupt",
     "sample: prompt longer than the context": "33 tokens, longer than the model's context",
     "sample: empty prompt": "the prompt is empty",

@@ -105,11 +105,15 @@ def test_validation_batches_are_fixed_and_independent_of_the_seed(tmp_path, text
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=99))
     a = Trainer(cfg, Dist(), out=tmp_path / "a")
     b = Trainer(other, Dist(), out=tmp_path / "b")
-    assert len(a.my_val) == cfg.train.eval_batches
-    for (xa, ya), (xb, yb) in zip(a.my_val, b.my_val, strict=True):
+    assert len(a.data.val) == cfg.train.eval_batches
+    for (xa, ya), (xb, yb) in zip(a.data.val, b.data.val, strict=True):
         assert torch.equal(xa, xb)
         assert torch.equal(ya, yb)
-    assert a._evaluate(a.model) == a._evaluate(a.model)  # same set, same number
+    # the other seed's set gives a's model the same number; another val_seed's set does not
+    assert a.evaluate(a.model, b.data.val) == a.evaluate(a.model, a.data.val)
+    shifted = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, val_seed=5))
+    c = Trainer(shifted, Dist(), out=tmp_path / "c")
+    assert a.evaluate(a.model, c.data.val) != a.evaluate(a.model, a.data.val)
     assert list(tmp_path.iterdir()) == []  # building a Trainer writes nothing
 
 
@@ -195,6 +199,6 @@ def test_loop_marks_its_host_syncs():
     flagged = [ln for ln in source if any(p in ln for p in patterns)]
     assert flagged
     for line in flagged:
-        if "return [self.tokenizer.decode" in line:  # the samples at the end
+        if "return [tokenizer.decode" in line:  # the samples at the end
             continue
         assert "# host sync" in line, line

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from sympformer import check
 from sympformer.model import ModelConfig, Variant, build_model, grid
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -43,13 +45,48 @@ AUDIT_MODEL = ModelConfig(vocab_size=97, n_layer=3, n_head=2, d_model=32, block_
 """The small model every variant is audited on."""
 
 
-def audit_configs(
-    archs: list[str] | None = None,
-    schemes: list[str] | None = None,
-    base: ModelConfig | None = None,
-) -> list[ModelConfig]:
-    """Every (selected) arch x scheme (`model.variant.grid`) on a small model."""
-    return [v.model(base or AUDIT_MODEL) for v in grid(archs, schemes)]
+def _names(value: tuple[str, ...] | str | None, field: str) -> tuple[str, ...] | None:
+    """A list of names; a comma-separated string is accepted; None stays None (all)."""
+    if value is None:
+        return None
+    names = tuple(n.strip() for n in (value.split(",") if isinstance(value, str) else value))
+    names = tuple(n for n in names if n)
+    if not names:
+        raise ValueError(f"AuditConfig.{field}={value!r} is an empty list: give names")
+    return names
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """`sympformer audit`: check every arch x scheme (and any named variant) for the properties a
+    user must be able to trust."""
+
+    archs: tuple[str, ...] | None = None
+    """Archs to audit (default: all)."""
+    schemes: tuple[str, ...] | None = None
+    """Schemes of the accelerated archs (default: all)."""
+    variants: tuple[str, ...] | None = None
+    """More variants by label, e.g. symp:plain_euler+drift=identity+force=attention."""
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+    """float32, float64 or bfloat16 (autocast)."""
+    train_steps: int = 5
+    """AdamW steps on random tokens before the second finiteness check."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "archs", _names(self.archs, "archs"))
+        object.__setattr__(self, "schemes", _names(self.schemes, "schemes"))
+        object.__setattr__(self, "variants", _names(self.variants, "variants"))
+        check.choice("AuditConfig.dtype", self.dtype, DTYPES)
+        check.integer("AuditConfig.train_steps", self.train_steps, 0)
+        self.models()  # unknown names fail now
+
+    def models(self) -> list[ModelConfig]:
+        """Every (selected) arch x scheme (`model.variant.grid`), then the named variants, on a
+        small model; with only --variants given, just those."""
+        named = [Variant.parse(label) for label in self.variants or ()]
+        everything = bool(self.archs or self.schemes or not named)
+        chosen = (grid(self.archs, self.schemes) if everything else []) + named
+        return [v.model(AUDIT_MODEL) for v in chosen]
 
 
 def _forward(model, idx, dtype: str, **kw):
@@ -113,6 +150,15 @@ def audit_one(
         finite_trained,
         dtype,
     )
+
+
+def run_audit(cfg: AuditConfig, echo=print) -> list[AuditRow]:
+    """Audit every model of `cfg`, echoing one line per model; the rows of the table."""
+    rows = []
+    for model in cfg.models():
+        rows.append(audit_one(model, cfg.dtype, cfg.train_steps))
+        echo(f"  {rows[-1].model}: {'ok' if rows[-1].ok else 'FAIL'}")
+    return rows
 
 
 def format_table(rows: list[AuditRow]) -> str:

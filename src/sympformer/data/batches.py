@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sympformer.check import is_int, positive_int
 from sympformer.data.errors import DataError
 
 Batch = tuple[Tensor, Tensor]
@@ -44,7 +45,9 @@ class TrainBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        check_positive(block_size=block_size, batch_size=batch_size, world_size=world_size)
+        for name, value in (("block_size", block_size), ("batch_size", batch_size),
+                            ("world_size", world_size)):  # fmt: skip
+            positive_int(name, value)
         if not is_int(rank) or not 0 <= rank < world_size:
             raise ValueError(f"rank={rank!r} must be an integer in [0, world_size={world_size})")
         if not is_int(seed):
@@ -160,7 +163,9 @@ def val_batches(
     Raises:
         DataError: not even one block of block_size + 1 tokens fits.
     """
-    check_positive(block_size=block_size, batch_size=batch_size, n_batches=n_batches)
+    for name, value in (("block_size", block_size), ("batch_size", batch_size),
+                        ("n_batches", n_batches)):  # fmt: skip
+        positive_int(name, value)
     check_fits(tokens, block_size)
     available = (len(tokens) - 1) // block_size
     count = n_batches * batch_size
@@ -189,15 +194,3 @@ def check_fits(tokens: np.ndarray, block_size: int) -> None:
             f"{len(tokens)} tokens are fewer than one block needs (block_size + 1 = "
             f"{block_size + 1}); use more data or a smaller block size"
         )
-
-
-def check_positive(**values: int) -> None:
-    """ValueError naming the first argument that is not a positive integer."""
-    for name, value in values.items():
-        if not is_int(value) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-
-
-def is_int(value: object) -> bool:
-    """An int (numpy integers included) that is not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from sympformer import check
 from sympformer.data.sources import SOURCES
 from sympformer.data.tokenizer import TOKENIZERS
 
@@ -51,16 +52,6 @@ class DataConfig:
                 f"DataConfig.tokenizer={self.tokenizer!r} is unknown; "
                 f"choose one of {sorted(TOKENIZERS)}"
             )
-        if not is_int(self.vocab_size) or self.vocab_size < MIN_BPE_VOCAB:
-            raise ValueError(
-                f"DataConfig.vocab_size={self.vocab_size!r} must be an integer >= {MIN_BPE_VOCAB}"
-            )
-        if not is_int(self.val_every) or self.val_every < 2:
-            raise ValueError(f"DataConfig.val_every={self.val_every!r} must be an integer >= 2")
-        if self.cache_dir is not None and not (isinstance(self.cache_dir, str) and self.cache_dir):
-            raise ValueError(f"DataConfig.cache_dir={self.cache_dir!r} must be a non-empty path")
-
-
-def is_int(value: object) -> bool:
-    """An int that is not a bool (True would otherwise pass as 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+        check.integer("DataConfig.vocab_size", self.vocab_size, MIN_BPE_VOCAB)
+        check.integer("DataConfig.val_every", self.val_every, 2)
+        check.text("DataConfig.cache_dir", self.cache_dir, optional=True)

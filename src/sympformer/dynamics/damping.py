@@ -24,10 +24,10 @@ class Damping(NamedTuple):
     r"""Log-linear damping :math:`\eta(t) = c_{\log}\log(t/t_0) + c_{\rm lin} t`.
 
     Args:
-        c_log: Nesterov-type coefficient (3 gives Nesterov's 3/t), 0-d tensor or float, >= 0. c_lin:
-        heavy-ball coefficient (constant friction), 0-d tensor or float, >= 0. t0: reference time, >
-        0 (the language models start at t = t0 = 1). retention: ``plain_euler``'s momentum retention
-        a (learned in the models); ``None`` binds
+        c_log: Nesterov-type coefficient (3 gives Nesterov's 3/t), 0-d tensor or float, >= 0.
+        c_lin: heavy-ball coefficient (constant friction), 0-d tensor or float, >= 0.
+        t0: reference time, > 0 (the language models start at t = t0 = 1).
+        retention: ``plain_euler``'s momentum retention a (learned in the models); ``None`` binds
             :math:`a = \sigma(t, h)`, which makes ``plain_euler`` a consistent first-order scheme.
     """
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from sympformer import check
 from sympformer.dynamics import Integrator, get_scheme
 
 
@@ -66,21 +67,6 @@ STEP_BOUNDS = (1e-4, 4.0)
 """Guard on every learned step h: above 0 (v_att divides by h) and below the flows' stable range."""
 DAMPING_BOUNDS = (0.0, 20.0)
 """Guard on c_log and c_lin: an explicit friction step is unstable once h·α nears 1."""
-
-
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"ModelConfig.{name}={value!r} must be a positive number")
-
-
-def _positive_int(name: str, value: int) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"ModelConfig.{name}={value!r} must be a positive integer")
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"ModelConfig.{name}={value!r} is not one of {list(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -152,9 +138,8 @@ class ModelConfig:
                 f"ModelConfig.arch={self.arch!r} is unknown; choose one of {list(ARCHS)}"
             )
         for name in ("vocab_size", "n_layer", "n_head", "d_model", "block_size"):
-            _positive_int(name, getattr(self, name))
-        if self.mlp_hidden is not None:
-            _positive_int("mlp_hidden", self.mlp_hidden)
+            check.positive_int(f"ModelConfig.{name}", getattr(self, name))
+        check.positive_int("ModelConfig.mlp_hidden", self.mlp_hidden, optional=True)
         if self.d_model % self.n_head:
             raise ValueError(
                 f"ModelConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}"
@@ -173,29 +158,26 @@ class ModelConfig:
                 "schemes select the integrator of the accelerated archs symp and symp_linear"
             )
         self._check_ingredients(spec)
-        _choice("velocity_init", self.velocity_init, get_args(VelocityInit))
+        check.choice("ModelConfig.velocity_init", self.velocity_init, get_args(VelocityInit))
         if self.velocity_init == "auto":
             object.__setattr__(self, "velocity_init", "learned" if self.arch == "yurii" else "zero")
         if self.velocity_init == "learned" and spec.family == "euler":
             raise ValueError(
                 f"ModelConfig.velocity_init='learned': arch={self.arch!r} has no velocity"
             )
-        _choice("momentum_norm", self.momentum_norm, get_args(MomentumNorm))
-        for name in ("c_log_init", "c_lin_init", "nu_init", "mlp_gain_init", "theta_max"):
-            _positive(name, getattr(self, name))
-        if self.h_init is not None:
-            _positive("h_init", self.h_init)
-            if not STEP_BOUNDS[0] <= self.h_init <= STEP_BOUNDS[1]:
-                raise ValueError(f"ModelConfig.h_init={self.h_init} is outside {STEP_BOUNDS}")
-        for name in ("c_log_init", "c_lin_init"):
-            if getattr(self, name) > DAMPING_BOUNDS[1]:
-                raise ValueError(
-                    f"ModelConfig.{name}={getattr(self, name)} exceeds {DAMPING_BOUNDS[1]}"
-                )
+        check.choice("ModelConfig.momentum_norm", self.momentum_norm, get_args(MomentumNorm))
+        for name in ("nu_init", "mlp_gain_init", "theta_max"):
+            check.positive(f"ModelConfig.{name}", getattr(self, name))
+        for name in ("c_log_init", "c_lin_init"):  # positive: softplus has no inverse at 0
+            check.number(f"ModelConfig.{name}", getattr(self, name), 0, DAMPING_BOUNDS[1],
+                         open_low=True)  # fmt: skip
+        check.positive("ModelConfig.h_init", self.h_init, optional=True)
+        check.number("ModelConfig.h_init", self.h_init, *STEP_BOUNDS, optional=True)
         for name in ("lookahead_init", "mlp_lookahead_init", "retention_init", "xi_init"):
-            value = getattr(self, name)
-            if not (isinstance(value, float | int) and 0 < value < 1):
-                raise ValueError(f"ModelConfig.{name}={value!r} must lie strictly between 0 and 1")
+            check.number(f"ModelConfig.{name}", getattr(self, name), 0, 1, open_low=True,
+                         open_high=True)  # fmt: skip
+        for name in ("untied_steps", "lookahead", "mlp_lookahead", "qk_tied"):
+            check.boolean(f"ModelConfig.{name}", getattr(self, name))
 
     def _check_ingredients(self, spec: ArchSpec) -> None:
         for name, allowed in INGREDIENTS.items():
@@ -210,7 +192,7 @@ class ModelConfig:
             if value is None:
                 object.__setattr__(self, name, allowed[0])
             else:
-                _choice(name, value, allowed)
+                check.choice(f"ModelConfig.{name}", value, allowed)
         if not spec.accelerated:
             return
         if self.damping == "constant" and "retention" in get_scheme(self.scheme).reads:

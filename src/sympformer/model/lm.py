@@ -1,9 +1,12 @@
-"""The language model: embed -> blocks (steps of a flow) -> tied head. Reads top to bottom.
+"""The language model: embed -> blocks (steps of a flow) -> tied head. Reads top to bottom::
 
-x = tok_emb[idx] + pos_emb[pos]                          # (B, T, C) positions p = 0 |
-vel_tok_emb[idx] + vel_pos_emb[pos]              # (B, T, C) momenta t = t0 = 1 # 0-d tensor: no
-host sync for block in blocks: (x, p, t) = block(x, p, t)          # one step of the flow per layer
-logits = LN_f(x) @ tok_emb.T                             # (B, T, V)"""
+x = tok_emb[idx] + pos_emb[pos]                          # (B, T, C) positions
+p = 0 | vel_tok_emb[idx] + vel_pos_emb[pos]              # (B, T, C) momenta (velocity_init)
+t = t0 = 1                                               # 0-d tensor: no host sync
+for block in blocks:
+    x, p, t = block(x, p, t)                             # one step of the flow per layer
+logits = LN_f(x) @ tok_emb.T                             # (B, T, V)
+"""
 
 from __future__ import annotations
 

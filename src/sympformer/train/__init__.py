@@ -21,19 +21,29 @@ from sympformer.train.config import (
 )
 from sympformer.train.distributed import Dist, init_distributed
 from sympformer.train.loop import (
+    USER_ERRORS,
     DivergenceError,
-    RunError,
     RunResult,
-    default_run_dir,
     fit,
-    load_run_config,
+    prepare_corpus,
 )
 from sympformer.train.metrics import BASE_COLUMNS, MetricsLog, plot_losses, read_metrics
 from sympformer.train.optim import build_optimizer, lr_at, set_lr
+from sympformer.train.run_dir import (
+    RunError,
+    RunRecord,
+    default_run_dir,
+    holds_run,
+    load_run_config,
+    refuse_differences,
+    with_absolute_paths,
+)
 from sympformer.train.sampling import encode_prompt, generate_text, load_for_sampling
+from sympformer.train.stop import TrainingInterrupted
 
 __all__ = [
     "BASE_COLUMNS",
+    "USER_ERRORS",
     "DEFAULT_PRESET",
     "PRESETS",
     "RESUMABLE_FIELDS",
@@ -44,14 +54,17 @@ __all__ = [
     "MetricsLog",
     "Progress",
     "RunError",
+    "RunRecord",
     "RunResult",
     "TrainConfig",
+    "TrainingInterrupted",
     "build_optimizer",
     "default_run_dir",
     "encode_prompt",
     "find_checkpoint",
     "fit",
     "generate_text",
+    "holds_run",
     "init_distributed",
     "load_for_sampling",
     "load_run_config",
@@ -59,8 +72,11 @@ __all__ = [
     "open_checkpoint",
     "plot_losses",
     "preset_config",
+    "prepare_corpus",
     "preset_dict",
     "read_metrics",
+    "refuse_differences",
     "save_checkpoint",
     "set_lr",
+    "with_absolute_paths",
 ]

@@ -1,20 +1,22 @@
 """TrainConfig (optimisation and run), ExperimentConfig (model + data + train) and the presets.
 
-A preset is a plain nested dict with the three sections; the CLI feeds it to jsonargparse as the
-first config, so a config file and explicit flags override it (preset < file < flags).
+A preset is a YAML file in sympformer/configs/ with the fields it sets in the three sections; the
+CLI feeds it to jsonargparse as the first config, so a config file and explicit flags override it
+(preset < file < flags).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from sympformer import check
 from sympformer.data import DataConfig
-from sympformer.data.config import is_int
 from sympformer.model import ModelConfig
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -41,10 +43,6 @@ RESUMABLE_FIELDS = frozenset(
 )
 """Dotted fields a resumed run may change; any other difference from the run's config.json is
 refused (the loss curve would no longer be the one the checkpoint belongs to)."""
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -111,49 +109,22 @@ class TrainConfig:
     """Sample among the top_k most likely tokens; None: all."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_steps",
-            "batch_size",
-            "grad_accum",
-            "eval_every",
-            "eval_batches",
-            "log_every",
-            "ckpt_every",
-            "max_skips",
-        ):
-            value = getattr(self, name)
-            if not is_int(value) or value < 1:
-                raise ValueError(f"TrainConfig.{name}={value!r} must be a positive integer")
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches",
+                     "log_every", "ckpt_every", "max_skips"):  # fmt: skip
+            check.positive_int(f"TrainConfig.{name}", getattr(self, name))
         for name in ("seed", "val_seed", "warmup_steps", "samples", "sample_tokens"):
-            value = getattr(self, name)
-            if not is_int(value) or value < 0:
-                raise ValueError(f"TrainConfig.{name}={value!r} must be an integer >= 0")
-        if self.stop_after is not None and (not is_int(self.stop_after) or self.stop_after < 1):
-            raise ValueError(
-                f"TrainConfig.stop_after={self.stop_after!r} must be a positive integer or None"
-            )
+            check.integer(f"TrainConfig.{name}", getattr(self, name), 0)
+        check.positive_int("TrainConfig.stop_after", self.stop_after, optional=True)
+        check.positive_int("TrainConfig.top_k", self.top_k, optional=True)
         for name in ("lr", "eps"):
-            value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
-                raise ValueError(f"TrainConfig.{name}={value!r} must be a positive number")
+            check.positive(f"TrainConfig.{name}", getattr(self, name))
+        check.positive("TrainConfig.grad_clip", self.grad_clip, optional=True)
         for name in ("weight_decay", "scalar_lr_mult", "temperature"):
-            value = getattr(self, name)
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"TrainConfig.{name}={value!r} must be a number >= 0")
-        if not _is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"TrainConfig.min_lr_ratio={self.min_lr_ratio!r} must lie in [0, 1]")
+            check.number(f"TrainConfig.{name}", getattr(self, name), 0)
+        check.number("TrainConfig.min_lr_ratio", self.min_lr_ratio, 0, 1)
         for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value < 1:
-                raise ValueError(f"TrainConfig.{name}={value!r} must lie in [0, 1)")
-        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
-            raise ValueError(
-                f"TrainConfig.grad_clip={self.grad_clip!r} must be a positive number or None"
-            )
-        if self.top_k is not None and (not is_int(self.top_k) or self.top_k < 1):
-            raise ValueError(f"TrainConfig.top_k={self.top_k!r} must be a positive integer or None")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"TrainConfig.dtype={self.dtype!r} is not one of {list(DTYPES)}")
+            check.number(f"TrainConfig.{name}", getattr(self, name), 0, 1, open_high=True)
+        check.choice("TrainConfig.dtype", self.dtype, DTYPES)
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -162,8 +133,7 @@ class TrainConfig:
                     f"TrainConfig.device={self.device!r} is not a device (auto, cpu, cuda, cuda:N)"
                 ) from None
         for name in ("compile", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} must be a boolean")
+            check.boolean(f"TrainConfig.{name}", getattr(self, name))
         if not isinstance(self.sample_prompt, str):
             raise ValueError(f"TrainConfig.sample_prompt={self.sample_prompt!r} must be a string")
 
@@ -267,97 +237,23 @@ def expand_preset(name: str, overrides: dict[str, dict[str, Any]]) -> dict[str, 
     return full
 
 
-PAPER_MODEL: dict[str, Any] = {
-    "arch": "symp",
-    "n_layer": 4,
-    "n_head": 4,
-    "d_model": 64,
-    "mlp_hidden": 256,
-    "block_size": 128,
-}
-"""The paper's small model (SPEC §9.1): 4 layers, 4 heads, width 64, MLP 256, context 128."""
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+"""The presets: sympformer/configs/<name>.yaml, each with the fields it sets (all others keep
+their defaults). A preset file is also a valid --config file."""
 
-PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
-    # The default: clear learning on the embedded Bible on 2 CPU cores in a few minutes.
-    "quick": {
-        "model": {"arch": "symp", "n_layer": 4, "n_head": 4, "d_model": 128, "block_size": 128},
-        "data": {"dataset": "bible", "tokenizer": "bpe", "vocab_size": 4096},
-        "train": {
-            "max_steps": 500,
-            "batch_size": 32,
-            "grad_accum": 1,
-            "lr": 2e-3,
-            "warmup_steps": 50,
-            "min_lr_ratio": 0.1,
-            "eval_every": 50,
-            "eval_batches": 12,  # 12 x 32 x 128 tokens: nearly all 51k validation tokens
-            "ckpt_every": 100,
-        },
-    },
-    # SPEC §9.1, the authors' v1 job scripts (on the Bible; bf16 autocast on GPU: --dtype bfloat16).
-    "paper-v1": {
-        "model": PAPER_MODEL,
-        "data": {"dataset": "bible", "tokenizer": "gpt2"},
-        "train": {
-            "seed": 1337,
-            "max_steps": 1001,
-            "batch_size": 6,
-            "grad_accum": 12,
-            "lr": 3e-4,
-            "warmup_steps": 150,
-            "min_lr_ratio": 0.4,
-            "beta1": 0.9,
-            "beta2": 0.95,
-            "weight_decay": 0.1,
-            "scalar_lr_mult": 100.0,
-            "grad_clip": 1.0,
-            "eval_every": 100,
-            "eval_batches": 20,
-            "ckpt_every": 100,
-        },
-    },
-    # The committed CPU comparison (`sympformer compare --preset compare-cpu`): the paper's small
-    # model (SPEC §9.1) on the embedded Bible with the local BPE, sized so that 4 variants + the
-    # parameter-matched GPT x 3 seeds (18 runs) take about an hour on 2 cores with --jobs 2.
-    "compare-cpu": {
-        "model": PAPER_MODEL,
-        "data": {"dataset": "bible", "tokenizer": "bpe", "vocab_size": 4096},
-        "train": {
-            "max_steps": 1800,
-            "batch_size": 16,
-            "grad_accum": 1,
-            "lr": 1e-3,
-            "warmup_steps": 100,
-            "min_lr_ratio": 0.1,
-            "eval_every": 100,
-            "eval_batches": 16,  # 16 x 16 x 128 = 32,768 of the 51k validation tokens
-            "ckpt_every": 200,
-            "samples": 1,
-        },
-    },
-    # Seconds on a CPU: for tests and for checking an installation.
-    "smoke": {
-        "model": {"arch": "symp", "n_layer": 2, "n_head": 2, "d_model": 32, "block_size": 32},
-        "data": {"dataset": "bible", "tokenizer": "bytes"},
-        "train": {
-            "max_steps": 20,
-            "batch_size": 4,
-            "grad_accum": 1,
-            "lr": 3e-3,
-            "warmup_steps": 5,
-            "eval_every": 10,
-            "eval_batches": 2,
-            "ckpt_every": 10,
-            "samples": 1,
-            "sample_tokens": 32,
-        },
-    },
-}
-"""Preset name -> the fields it sets, per section (configs/<name>.yaml holds the same)."""
 
-PRESETS: dict[str, dict[str, Any]] = {
-    name: expand_preset(name, overrides) for name, overrides in PRESET_OVERRIDES.items()
-}
+def _load_presets() -> dict[str, dict[str, Any]]:
+    presets = {}
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        name = data.pop("preset", None)
+        if name != path.stem:
+            raise ValueError(f"{path} must say `preset: {path.stem}`")
+        presets[name] = expand_preset(name, data)
+    return presets
+
+
+PRESETS: dict[str, dict[str, Any]] = _load_presets()
 """Preset name -> {"preset", "model", "data", "train"} with every field set."""
 
 DEFAULT_PRESET = "quick"

@@ -1,26 +1,28 @@
-"""The training loop: `fit(config, out, resume)` trains one model and fills its run folder.
+"""The training loop: `fit(config, out, resume)` trains one model and fills its run folder (see
+`run_dir` for the folder's layout and rules).
 
-Per optimizer step: grad_accum micro-batches per process (gradients synchronised across processes
-only on the last one), global-norm clipping, one host sync to read the loss and the gradient norm
-(a non-finite one skips the update), AdamW with the scheduled LR per parameter group. Evaluation
-uses one fixed set of validation batches; checkpoints are atomic (see `checkpoint`), and a resumed
-run continues with metrics identical to an uninterrupted one (all columns but wall-clock).
+One optimizer step, as `Trainer._loop` calls its duties in order:
 
-Run folder::
+1. `_optimizer_step` — grad_accum micro-batches per process (gradients synchronised across
+   processes on the last one only), global-norm clipping, one all-reduce and one host sync for the
+   loss, the gradient norm and the stop votes; AdamW with the scheduled LR, or a counted skip when
+   the loss or gradient is not finite.
+2. `_evaluate_if_due` — the fixed validation batches, every eval_every steps and at the end.
+3. `_checkpoint_labels` — "best" on a new best validation loss, "latest" periodically, at the end
+   and before a stop (never after a skipped step).
+4. `_log` — a metrics.csv row (with the learned scalars).
+5. `_save` — one atomic checkpoint for all labels.
+6. `_check_divergence` — max_skips consecutive skips end the run.
 
-    config.json     the resolved ExperimentConfig (a valid --config file)
-    run.json        metadata: versions, device, processes, parameters, tokenizer, data, entropy
-    metrics.csv     one row per logged step (see metrics.BASE_COLUMNS) + the learned scalars
-    tokenizer/      the tokenizer, so sampling needs no data cache
-    checkpoints/    latest, best (symlinks) -> step-NNNNNN-xxxxxx/
-    loss.png, samples.txt   written at the end
+A run stops early after the step in which SIGINT/SIGTERM arrived (`stop.StopRequest`; checkpoint
+written, `TrainingInterrupted` raised) or after TrainConfig.stop_after steps. A resumed run
+continues with metrics identical to an uninterrupted one (all columns but wall-clock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -29,16 +31,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import sympformer
 from sympformer.data import Corpus, TrainBatches, prepare, tokenizer_info, val_batches
-from sympformer.files import atomic_write_text
 from sympformer.model import CheckpointError, LanguageModel, Variant
 from sympformer.train.checkpoint import (
     CHECKPOINTS,
@@ -50,19 +52,31 @@ from sympformer.train.checkpoint import (
     open_checkpoint,
     save_checkpoint,
 )
-from sympformer.train.config import RESUMABLE_FIELDS, ExperimentConfig, config_differences
+from sympformer.train.config import RESUMABLE_FIELDS, ExperimentConfig
 from sympformer.train.distributed import Dist, init_distributed, shutdown
 from sympformer.train.metrics import MetricsLog, plot_losses
 from sympformer.train.optim import build_optimizer, lr_at, set_lr
+from sympformer.train.run_dir import (
+    CONFIG_JSON,
+    LOSS_PNG,
+    METRICS_CSV,
+    RUN_JSON,
+    SAMPLES_TXT,
+    CompileRecord,
+    DataRecord,
+    Resume,
+    RunError,
+    RunRecord,
+    choose_run_dir,
+    load_run_config,
+    refuse_differences,
+    save_run_config,
+    with_absolute_paths,
+)
+from sympformer.train.stop import StopRequest, TrainingInterrupted
 
-CONFIG_JSON, RUN_JSON, METRICS_CSV = "config.json", "run.json", "metrics.csv"
-LOSS_PNG, SAMPLES_TXT = "loss.png", "samples.txt"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 """Errors caused by inputs (bad config, data, folders): reported on one line by the CLI."""
-
-
-class RunError(ValueError):
-    """A run folder that cannot be used: missing, already holding a run, or another config."""
 
 
 class DivergenceError(RuntimeError):
@@ -92,13 +106,18 @@ class RunResult:
         return self.tokens / self.elapsed if self.elapsed > 0 else float("nan")
 
 
+def prepare_corpus(cfg: ExperimentConfig) -> Corpus:
+    """The token cache of ``cfg.data`` for the model's context (built on first use)."""
+    return prepare(cfg.data, cfg.model.block_size)
+
+
 def fit(
     cfg: ExperimentConfig,
     out: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
 ) -> RunResult:
-    """Train `cfg` into the run folder `out` (default runs/<arch>-<scheme>-<time>), or continue
-    the run in folder `resume` (whose config.json must equal `cfg` up to RESUMABLE_FIELDS).
+    """Train `cfg` into the run folder `out` (default runs/<variant>-<time>), or continue the run
+    in folder `resume` (whose config.json must equal `cfg` up to RESUMABLE_FIELDS).
 
     Under torchrun every process calls this; rank 0 writes the files.
 
@@ -106,10 +125,12 @@ def fit(
         ValueError: bad config, data or folder (RunError, DataError, CheckpointError, ...).
         OSError: a folder that cannot be written.
         DivergenceError: max_skips consecutive non-finite steps (the last checkpoint is kept).
+        TrainingInterrupted: SIGINT or SIGTERM (after the step and its checkpoint).
     """
     d = init_distributed(cfg.train.device)
     try:
-        result = Trainer(cfg, d, out, resume).run()
+        with StopRequest() as stop:
+            result = Trainer(cfg, d, out, resume, stop).run()
         # rank 0 still writes the plot and samples: a rank that tore its gloo group down and
         # exited meanwhile could abort ("terminate called without an active exception")
         d.barrier()
@@ -118,76 +139,110 @@ def fit(
         shutdown(d)
 
 
-def default_run_dir(cfg: ExperimentConfig, root: Path = Path("runs")) -> Path:
-    """runs/<variant slug>-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
-    base = root / f"{Variant.of(cfg.model).slug}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+# -------------------------------------------------------------------------------------------------
+# Opening a run: checks and loads, writes nothing
 
 
-def holds_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in (CONFIG_JSON, METRICS_CSV, CHECKPOINTS))
+@dataclass(frozen=True)
+class RunSetup:
+    """A checked run: its folder, the config (vocabulary from the tokenizer), the corpus and the
+    checkpoint to resume from (None for a new run or a resume before the first checkpoint)."""
+
+    run_dir: Path
+    cfg: ExperimentConfig
+    corpus: Corpus
+    checkpoint: Checkpoint | None
+    resuming: bool
 
 
-def load_run_config(run_dir: Path) -> ExperimentConfig:
-    """The ExperimentConfig in a run folder's config.json (validated again)."""
-    path = Path(run_dir) / CONFIG_JSON
-    try:
-        return ExperimentConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as err:
-        raise RunError(f"{path} is not a valid run config: {err}") from None
-
-
-def with_absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
-    """`cfg` with data.path and data.cache_dir made absolute (user folders expanded)."""
-    changes = {
-        name: str(Path(value).expanduser().absolute())
-        for name in ("path", "cache_dir")
-        if (value := getattr(cfg.data, name)) is not None
-    }
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **changes))
-
-
-def _choose_run_dir(cfg: ExperimentConfig, out: Path | None, resume: Path | None) -> Path:
-    """Checks only (nothing is written): the folder to use, refusing unsafe ones."""
-    if resume is None:
-        run_dir = out if out is not None else default_run_dir(cfg)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise RunError(f"output folder {run_dir} exists and is not a folder")
-        if run_dir.is_dir() and holds_run(run_dir):
-            raise RunError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                "or choose another --out"
-            )
-        return run_dir
-    if out is not None and out.resolve() != resume.resolve():
-        raise RunError(f"--out {out} and --resume {resume} name different folders")
-    if not resume.is_dir():
-        raise RunError(f"cannot resume: run folder {resume} does not exist")
-    if not (resume / CONFIG_JSON).is_file():
-        raise RunError(f"cannot resume: {resume} holds no run (no {CONFIG_JSON})")
-    saved = load_run_config(resume)
-    _refuse_differences(
-        saved, cfg, RESUMABLE_FIELDS | {"model.vocab_size"}, f"cannot resume {resume}: it was"
+def open_run(cfg: ExperimentConfig, d: Dist, out: Path | None, resume: Path | None) -> RunSetup:
+    cfg = with_absolute_paths(cfg)  # a resume from another folder finds the same files
+    resumable = RESUMABLE_FIELDS | {"model.vocab_size"}
+    run_dir = d.main_only(lambda: choose_run_dir(cfg, out, resume, resumable), USER_ERRORS)
+    corpus = d.main_first(lambda: prepare_corpus(cfg), USER_ERRORS)
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, vocab_size=corpus.vocab_size)
     )
-    return resume
+    checkpoint = None
+    if resume is not None:
+        saved = load_run_config(run_dir)
+        if saved.model.vocab_size != cfg.model.vocab_size:
+            raise RunError(
+                f"cannot resume {run_dir}: its vocabulary has {saved.model.vocab_size} tokens, "
+                f"the token cache's tokenizer {cfg.model.vocab_size}"
+            )
+        path = find_checkpoint(run_dir, "latest")
+        if path is not None:
+            checkpoint = _matching_checkpoint(path, saved, run_dir, corpus, d.world_size)
+    return RunSetup(run_dir, cfg, corpus, checkpoint, resume is not None)
 
 
-def _refuse_differences(
-    saved: ExperimentConfig, asked: ExperimentConfig, ignore: frozenset[str], what: str
-) -> None:
-    diffs = config_differences(saved, asked, ignore)
-    if diffs:
-        key, old, new = diffs[0]
-        more = f" (and {len(diffs) - 1} more differences)" if len(diffs) > 1 else ""
-        raise RunError(f"{what} trained with {key}={old!r}, this run asks {key}={new!r}{more}")
+def _matching_checkpoint(
+    path: Path, saved: ExperimentConfig, run_dir: Path, corpus: Corpus, world_size: int
+) -> Checkpoint:
+    """The checkpoint at `path`, refused unless it belongs to this run, tokenizer and DDP size."""
+    ckpt = open_checkpoint(path)
+    refuse_differences(
+        ckpt.config, saved, RESUMABLE_FIELDS, f"checkpoint {path} belongs to another config",
+        asker=str(run_dir / CONFIG_JSON), error=CheckpointError,
+    )  # fmt: skip
+    if ckpt.tokenizer["fingerprint"] != corpus.tokenizer.fingerprint:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with another tokenizer than the token cache's "
+            f"({corpus.path})"
+        )
+    if ckpt.world_size != world_size:
+        raise CheckpointError(
+            f"checkpoint {path} was written by {ckpt.world_size} process(es); resume it "
+            f"with the same number, not {world_size}"
+        )
+    return ckpt
+
+
+@dataclass(frozen=True)
+class RunData:
+    """This process's training batches, its share of the fixed validation batches, and the prompt
+    of the end-of-run samples."""
+
+    batches: TrainBatches
+    val: list[tuple[Tensor, Tensor]]
+    val_count: int
+    """Validation batches over all processes."""
+    prompt: list[int]
+
+    @classmethod
+    def build(cls, setup: RunSetup, d: Dist) -> RunData:
+        cfg, corpus = setup.cfg, setup.corpus
+        tc, block = cfg.train, cfg.model.block_size
+        batches = TrainBatches(corpus.train, block, tc.batch_size, tc.seed, d.rank, d.world_size)
+        val = val_batches(corpus.val, block, tc.batch_size, tc.eval_batches, tc.val_seed)
+        tok = corpus.tokenizer
+        prompt = [tok.eot_id, *(tok.encode(tc.sample_prompt) if tc.sample_prompt else [])]
+        if tc.samples and len(prompt) > block:  # samples start a new document (EOT first)
+            raise ValueError(
+                f"TrainConfig.sample_prompt is {len(prompt)} tokens, longer than the context "
+                f"block_size={block}"
+            )
+        return cls(batches, val[d.rank :: d.world_size], len(val), prompt)
+
+
+class StepResult(NamedTuple):
+    lr: float
+    loss: float
+    grad_norm: float
+    stop_signal: int | None
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.loss) and math.isfinite(self.grad_norm)
+
+
+# -------------------------------------------------------------------------------------------------
+# Training
 
 
 class Trainer:
-    """One run: `__init__` checks and loads everything (writes nothing), `run` trains."""
+    """One run: `__init__` opens it (checks and loads; writes nothing), `run` trains."""
 
     def __init__(
         self,
@@ -195,114 +250,63 @@ class Trainer:
         d: Dist,
         out: str | os.PathLike | None = None,
         resume: str | os.PathLike | None = None,
+        stop: StopRequest | None = None,
     ) -> None:
-        self.d = d
-        cfg = with_absolute_paths(cfg)  # a resume from another folder finds the same files
-        tc = cfg.train
-        out_path = None if out is None else Path(out)
-        resume_path = None if resume is None else Path(resume)
-        self.run_dir: Path = d.main_only(
-            lambda: _choose_run_dir(cfg, out_path, resume_path), USER_ERRORS
+        self.d, self.stop = d, stop or StopRequest()
+        self.setup = open_run(
+            cfg, d, None if out is None else Path(out), None if resume is None else Path(resume)
         )
-        self.resuming = resume is not None
-        self.corpus: Corpus = d.main_first(
-            lambda: prepare(cfg.data, cfg.model.block_size), USER_ERRORS
-        )
-        cfg = dataclasses.replace(
-            cfg, model=dataclasses.replace(cfg.model, vocab_size=self.corpus.vocab_size)
-        )
-        self.cfg = cfg
-        self.tokenizer = self.corpus.tokenizer
-
-        self.ckpt: Checkpoint | None = None
-        if self.resuming:
-            saved = load_run_config(self.run_dir)
-            if saved.model.vocab_size != cfg.model.vocab_size:
-                raise RunError(
-                    f"cannot resume {self.run_dir}: its vocabulary has {saved.model.vocab_size} "
-                    f"tokens, the token cache's tokenizer {cfg.model.vocab_size}"
-                )
-            path = find_checkpoint(self.run_dir, "latest")
-            if path is not None:
-                self.ckpt = self._open_matching(path, saved)
-
+        self.cfg = cfg = self.setup.cfg
         # Same seed, same initial weights and RNG streams (data order has its own seed).
-        random.seed(tc.seed)
-        np.random.seed(tc.seed)  # noqa: NPY002 (seeds code that uses the legacy global RNG)
-        torch.manual_seed(tc.seed)
-        self.device = d.device
-        self.model = LanguageModel(cfg.model).to(self.device)
-        self.optimizer = build_optimizer(self.model, tc)
-        block = cfg.model.block_size
-        self.batches = TrainBatches(
-            self.corpus.train, block, tc.batch_size, tc.seed, d.rank, d.world_size
-        )
-        val = val_batches(self.corpus.val, block, tc.batch_size, tc.eval_batches, tc.val_seed)
-        self.val_count = len(val)
-        self.my_val = val[d.rank :: d.world_size]  # each process evaluates its share
-        self.prompt = self._sample_prompt()
+        random.seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)  # noqa: NPY002 (seeds code that uses the legacy global RNG)
+        torch.manual_seed(cfg.train.seed)
+        self.model = LanguageModel(cfg.model).to(d.device)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.data = RunData.build(self.setup, d)
         self.progress = Progress()
-        if self.ckpt is not None:
-            self.ckpt.load_model(self.model, self.device)
-            self.ckpt.load_optimizer(self.optimizer)
+        ckpt = self.setup.checkpoint
+        if ckpt is not None:
+            ckpt.load_model(self.model, d.device)
+            ckpt.load_optimizer(self.optimizer)
             try:
-                self.batches.load_state_dict(self.ckpt.progress.data)
+                self.data.batches.load_state_dict(ckpt.progress.data)
             except ValueError as err:
-                raise CheckpointError(f"{self.ckpt.path}: {err}") from None
-            self.progress = dataclasses.replace(self.ckpt.progress)
-        self.scalar_names = list(self.model.scalars())  # host sync: once, for the columns
-        self.entropy = self.corpus.unigram_entropy("val")
-        self.tokens_per_step = tc.batch_size * tc.grad_accum * d.world_size * block
+                raise CheckpointError(f"{ckpt.path}: {err}") from None
+            self.progress = dataclasses.replace(ckpt.progress)
         self.metrics: MetricsLog | None = None
 
-    def _open_matching(self, path: Path, saved: ExperimentConfig) -> Checkpoint:
-        ckpt = open_checkpoint(path)
-        diffs = config_differences(ckpt.config, saved, RESUMABLE_FIELDS)
-        if diffs:
-            key, theirs, ours = diffs[0]
-            raise CheckpointError(
-                f"checkpoint {path} belongs to another config: {key}={theirs!r} there, "
-                f"{key}={ours!r} in {self.run_dir / CONFIG_JSON}"
-            )
-        if ckpt.tokenizer["fingerprint"] != self.tokenizer.fingerprint:
-            raise CheckpointError(
-                f"checkpoint {path} was trained with another tokenizer than the token cache's "
-                f"({self.corpus.path})"
-            )
-        if ckpt.world_size != self.d.world_size:
-            raise CheckpointError(
-                f"checkpoint {path} was written by {ckpt.world_size} process(es); resume it "
-                f"with the same number, not {self.d.world_size}"
-            )
-        return ckpt
+    @property
+    def run_dir(self) -> Path:
+        return self.setup.run_dir
 
-    def _sample_prompt(self) -> list[int]:
+    @property
+    def tokens_per_step(self) -> int:
         tc = self.cfg.train
-        ids = self.tokenizer.encode(tc.sample_prompt) if tc.sample_prompt else []
-        ids = [self.tokenizer.eot_id, *ids]  # samples start a new document
-        if tc.samples and len(ids) > self.cfg.model.block_size:
-            raise ValueError(
-                f"TrainConfig.sample_prompt is {len(ids)} tokens, longer than the context "
-                f"block_size={self.cfg.model.block_size}"
-            )
-        return ids
+        return tc.batch_size * tc.grad_accum * self.d.world_size * self.cfg.model.block_size
 
-    # ---------------------------------------------------------------------------------------------
     def run(self) -> RunResult:
+        tc, p = self.cfg.train, self.progress
         if self.d.is_main:
             self._write_run_files()
-        if self.ckpt is not None:
-            self.ckpt.restore_rng()
+        if self.setup.checkpoint is not None:
+            self.setup.checkpoint.restore_rng()
         train_model, fwd_model = self._wrap()
+        stop = tc.max_steps if tc.stop_after is None else min(tc.max_steps, tc.stop_after)
+        if self.d.is_main:
+            self._announce(stop)
+        bar = tqdm(total=tc.max_steps, initial=p.step, desc=self.run_dir.name, unit="step",
+                   dynamic_ncols=True, disable=not (tc.progress and self.d.is_main))  # fmt: skip
         try:
-            self._loop(train_model, fwd_model)
+            self._loop(train_model, fwd_model, stop, bar)
         finally:
+            bar.close()
             if self.metrics is not None:
                 self.metrics.close()
-        p = self.progress
-        finished = p.step >= self.cfg.train.max_steps
+        finished = p.step >= tc.max_steps
+        entropy = self.setup.corpus.unigram_entropy("val")
         if self.d.is_main:
-            self._report(finished)
+            self._report(finished, entropy)
         return RunResult(
             run_dir=self.run_dir,
             steps=p.step,
@@ -310,180 +314,40 @@ class Trainer:
             elapsed=p.elapsed,
             final_val_loss=p.last_val_loss,
             best_val_loss=p.best_val_loss,
-            unigram_entropy=self.entropy,
+            unigram_entropy=entropy,
             skipped=p.skipped,
             finished=finished,
         )
 
-    def _write_run_files(self) -> None:
-        run_dir = self.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # stop_after applies to one invocation: a later --resume runs on unless asked again
-        saved = dataclasses.replace(
-            self.cfg, train=dataclasses.replace(self.cfg.train, stop_after=None)
-        )
-        _atomic_json(run_dir / CONFIG_JSON, saved.to_dict())
-        info_path = run_dir / RUN_JSON
-        if self.resuming and info_path.is_file():
-            info = json.loads(info_path.read_text())
-            info.setdefault("resumes", []).append(
-                {"at_step": self.progress.step, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            )
-        else:
-            info = self._run_info()
-        _atomic_json(info_path, info)
-        (run_dir / TOKENIZER_DIR).mkdir(exist_ok=True)
-        self.tokenizer.save(run_dir / TOKENIZER_DIR)
-        self.metrics = MetricsLog(run_dir / METRICS_CSV, self.scalar_names)
-        self.metrics.start(self.progress.step if self.resuming else None)
-
-    def _run_info(self) -> dict[str, Any]:
-        c = self.corpus
-        return {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "command": sys.argv,
-            "versions": {
-                "sympformer": sympformer.__version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
-            "device": str(self.device),
-            "world_size": self.d.world_size,
-            "parameters": self.model.num_params(),
-            "tokens_per_step": self.tokens_per_step,
-            "tokenizer": tokenizer_info(self.tokenizer),
-            "data": {
-                "cache": str(c.path),
-                "source": c.manifest["source"],
-                "train_tokens": len(c.train),
-                "val_tokens": len(c.val),
-                "val_eval_tokens": self.val_count
-                * self.cfg.train.batch_size
-                * self.cfg.model.block_size,
-            },
-            "unigram_entropy_val": self.entropy,
-        }
-
-    def _wrap(self) -> tuple[torch.nn.Module, torch.nn.Module]:
-        """(module the training forward runs through, module evaluation runs through)."""
-        fwd: torch.nn.Module = self.model
-        if self.cfg.train.compile:
-            fwd = torch.compile(self.model)
-        train = fwd
-        if self.d.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            train = DistributedDataParallel(fwd, device_ids=ids)
-        return train, fwd
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        tc = self.cfg.train
-        return torch.autocast(
-            self.device.type, dtype=tc.autocast_dtype, enabled=tc.dtype != "float32"
-        )
+    def _loop(self, train_model, fwd_model, stop: int, bar: tqdm) -> None:
+        """Steps progress.step .. stop - 1 (see the module docstring for the duties)."""
+        p = self.progress
+        clock, elapsed0 = time.perf_counter(), p.elapsed
+        for step in range(p.step, stop):
+            result = self._optimizer_step(step, train_model)
+            val = self._evaluate_if_due(step, fwd_model)
+            last = step + 1 == stop or result.stop_signal is not None
+            labels = self._checkpoint_labels(step, val, result.finite, last)
+            p.elapsed = elapsed0 + time.perf_counter() - clock
+            self._log(step, result, val, labels)
+            self._save(labels)
+            self._show(bar, result)
+            self._check_divergence(step)
+            if result.stop_signal is not None:
+                self.d.barrier()  # every rank leaves after rank 0's checkpoint is written
+                raise TrainingInterrupted(result.stop_signal, step, str(self.run_dir))
 
     # ---------------------------------------------------------------------------------------------
-    def _loop(self, train_model: torch.nn.Module, fwd_model: torch.nn.Module) -> None:
-        tc, p, d = self.cfg.train, self.progress, self.d
-        last = tc.max_steps - 1
-        stop = tc.max_steps if tc.stop_after is None else min(tc.max_steps, tc.stop_after)
-        if d.is_main:
-            self._announce(stop)
-        clock, elapsed0 = time.perf_counter(), p.elapsed
-        bar = tqdm(
-            total=tc.max_steps,
-            initial=p.step,
-            desc=self.run_dir.name,
-            unit="step",
-            dynamic_ncols=True,
-            disable=not (tc.progress and d.is_main),
-        )
-        try:
-            for step in range(p.step, stop):
-                lr = lr_at(step, tc)
-                set_lr(self.optimizer, lr)
-                train_loss, grad_norm = self._train_step(train_model)
-                finite = math.isfinite(train_loss) and math.isfinite(grad_norm)
-                if finite:
-                    self.optimizer.step()
-                    p.consecutive_skips = 0
-                else:
-                    p.skipped += 1
-                    p.consecutive_skips += 1
-                self.optimizer.zero_grad(set_to_none=True)
-                p.step, p.tokens = step + 1, p.tokens + self.tokens_per_step
-                p.data = self.batches.state_dict()
+    # The duties of one step
 
-                val = None
-                if step % tc.eval_every == 0 or step == last:
-                    val = self._evaluate(fwd_model)
-                    p.last_val_loss, p.last_val_step = val, step
-                labels = []
-                if finite:  # a skipped step never overwrites the last good checkpoint
-                    if val is not None and math.isfinite(val):
-                        if p.best_val_loss is None or val < p.best_val_loss:
-                            p.best_val_loss, p.best_step = val, step
-                            labels.append("best")
-                    if (step + 1) % tc.ckpt_every == 0 or step == last or step + 1 == stop:
-                        labels.append("latest")
-                p.elapsed = elapsed0 + time.perf_counter() - clock
-
-                if self.metrics is not None and (
-                    step % tc.log_every == 0
-                    or step == last
-                    or val is not None
-                    or labels
-                    or not finite
-                ):
-                    row = {
-                        "step": step,
-                        "tokens": p.tokens,
-                        "time_s": round(p.elapsed, 3),
-                        "lr": lr,
-                        "train_loss": train_loss,
-                        "val_loss": val,
-                        "grad_norm": grad_norm,
-                        "skipped": p.skipped,
-                    }
-                    row.update(self.model.scalars())  # host sync: at logged steps only
-                    self.metrics.append(row)
-                if labels and d.is_main:
-                    self.metrics.sync()
-                    save_checkpoint(
-                        self.run_dir,
-                        labels,
-                        self.model,
-                        self.optimizer,
-                        p,
-                        self.cfg,
-                        self.tokenizer,
-                        d.world_size,
-                    )
-                bar.set_postfix(
-                    loss=f"{train_loss:.4f}",
-                    val="-" if p.last_val_loss is None else f"{p.last_val_loss:.4f}",
-                    refresh=False,
-                )
-                bar.update()
-                if p.consecutive_skips >= tc.max_skips:
-                    first = step - p.consecutive_skips + 1
-                    latest = self.run_dir / CHECKPOINTS / "latest"
-                    kept = f"; the last good checkpoint is {latest}" if latest.exists() else ""
-                    raise DivergenceError(
-                        f"stopped: steps {first}..{step} had a non-finite loss or gradient "
-                        f"({tc.max_skips} in a row, TrainConfig.max_skips){kept}"
-                    )
-        finally:
-            bar.close()
-
-    def _train_step(self, train_model: torch.nn.Module) -> tuple[float, float]:
-        """Forward/backward of grad_accum micro-batches; returns (mean loss over all processes,
-        global gradient norm before clipping)."""
-        tc = self.cfg.train
-        loss_sum = torch.zeros((), device=self.device)
+    def _optimizer_step(self, step: int, train_model: torch.nn.Module) -> StepResult:
+        """Forward/backward of grad_accum micro-batches, clipping, then AdamW or a skip."""
+        tc, p = self.cfg.train, self.progress
+        lr = lr_at(step, tc)
+        set_lr(self.optimizer, lr)
+        loss_sum = torch.zeros((), device=self.d.device)
         for micro in range(tc.grad_accum):
-            x, y = next(self.batches)
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
+            x, y = (t.to(self.d.device, non_blocking=True) for t in next(self.data.batches))
             last_micro = micro == tc.grad_accum - 1
             no_sync = (
                 train_model.no_sync()  # gradients are all-reduced on the last micro-step only
@@ -497,38 +361,175 @@ class Trainer:
             loss_sum += loss.detach()
         max_norm = tc.grad_clip if tc.grad_clip is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        loss_mean = self.d.all_reduce_sum(loss_sum) / (tc.grad_accum * self.d.world_size)
-        both = torch.stack([loss_mean, norm.to(loss_mean.dtype)])
-        loss_value, norm_value = both.tolist()  # host sync: one per step, decides the update
-        return loss_value, norm_value
+        # one collective: the loss summed over processes and every process's stop votes
+        reduced = self.d.all_reduce_sum(torch.cat([loss_sum[None], self.stop.votes(loss_sum)]))
+        loss_mean = reduced[0] / (tc.grad_accum * self.d.world_size)
+        values = torch.cat([loss_mean[None], norm[None].to(loss_mean.dtype), reduced[1:]])
+        loss_value, norm_value, *votes = values.tolist()  # host sync: one per step
+        result = StepResult(lr, loss_value, norm_value, StopRequest.decide(votes))
+        if result.finite:
+            self.optimizer.step()
+            p.consecutive_skips = 0
+        else:
+            p.skipped += 1
+            p.consecutive_skips += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        p.step, p.tokens = step + 1, p.tokens + self.tokens_per_step
+        p.data = self.data.batches.state_dict()
+        return result
+
+    def _evaluate_if_due(self, step: int, fwd_model: torch.nn.Module) -> float | None:
+        tc = self.cfg.train
+        if not (step % tc.eval_every == 0 or step == tc.max_steps - 1):
+            return None
+        val = self.evaluate(fwd_model, self.data.val)
+        self.progress.last_val_loss, self.progress.last_val_step = val, step
+        return val
+
+    def _checkpoint_labels(self, step: int, val: float | None, finite: bool, last: bool):
+        """ "best" and/or "latest"; none after a skipped step (it never overwrites the last good
+        checkpoint)."""
+        p, tc = self.progress, self.cfg.train
+        labels = []
+        if not finite:
+            return labels
+        if val is not None and math.isfinite(val):
+            if p.best_val_loss is None or val < p.best_val_loss:
+                p.best_val_loss, p.best_step = val, step
+                labels.append("best")
+        if (step + 1) % tc.ckpt_every == 0 or step == tc.max_steps - 1 or last:
+            labels.append("latest")
+        return labels
+
+    def _log(self, step: int, r: StepResult, val: float | None, labels: list[str]) -> None:
+        tc, p = self.cfg.train, self.progress
+        due = step % tc.log_every == 0 or step == tc.max_steps - 1
+        if self.metrics is None or not (due or val is not None or labels or not r.finite):
+            return
+        row = {"step": step, "tokens": p.tokens, "time_s": round(p.elapsed, 3), "lr": r.lr,
+               "train_loss": r.loss, "val_loss": val, "grad_norm": r.grad_norm,
+               "skipped": p.skipped}  # fmt: skip
+        row.update(self.model.scalars())  # host sync: at logged steps only
+        self.metrics.append(row)
+
+    def _save(self, labels: list[str]) -> None:
+        if not (labels and self.d.is_main):
+            return
+        self.metrics.sync()
+        save_checkpoint(self.run_dir, labels, self.model, self.optimizer, self.progress,
+                        self.cfg, self.setup.corpus.tokenizer, self.d.world_size)  # fmt: skip
+
+    def _show(self, bar: tqdm, r: StepResult) -> None:
+        val = self.progress.last_val_loss
+        bar.set_postfix(loss=f"{r.loss:.4f}", val="-" if val is None else f"{val:.4f}",
+                        refresh=False)  # fmt: skip
+        bar.update()
+
+    def _check_divergence(self, step: int) -> None:
+        p, tc = self.progress, self.cfg.train
+        if p.consecutive_skips < tc.max_skips:
+            return
+        first = step - p.consecutive_skips + 1
+        latest = self.run_dir / CHECKPOINTS / "latest"
+        kept = f"; the last good checkpoint is {latest}" if latest.exists() else ""
+        raise DivergenceError(
+            f"stopped: steps {first}..{step} had a non-finite loss or gradient "
+            f"({tc.max_skips} in a row, TrainConfig.max_skips){kept}"
+        )
 
     @torch.no_grad()
-    def _evaluate(self, fwd_model: torch.nn.Module) -> float:
-        """Mean loss over the fixed validation batches (each process takes its share)."""
+    def evaluate(self, fwd_model: torch.nn.Module, batches: list[tuple[Tensor, Tensor]]) -> float:
+        """Mean loss over `batches` (this process's share of the fixed validation set), averaged
+        over all processes' shares."""
         self.model.eval()
-        total = torch.zeros((), device=self.device)
+        total = torch.zeros((), device=self.d.device)
         with self._autocast():
-            for x, y in self.my_val:
-                _, loss = fwd_model(x.to(self.device), y.to(self.device))
+            for x, y in batches:
+                _, loss = fwd_model(x.to(self.d.device), y.to(self.d.device))
                 total += loss
         self.model.train()
-        return float(self.d.all_reduce_sum(total)) / self.val_count  # host sync
+        return float(self.d.all_reduce_sum(total)) / self.data.val_count  # host sync
 
     # ---------------------------------------------------------------------------------------------
+    # Set-up and reporting
+
+    def _wrap(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(module the training forward runs through, module evaluation runs through)."""
+        fwd: torch.nn.Module = self.model
+        if self.cfg.train.compile:
+            fwd = torch.compile(self.model)
+        train = fwd
+        if self.d.enabled:
+            ids = [self.d.device.index] if self.d.device.type == "cuda" else None
+            train = DistributedDataParallel(fwd, device_ids=ids)
+        return train, fwd
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        tc = self.cfg.train
+        return torch.autocast(
+            self.d.device.type, dtype=tc.autocast_dtype, enabled=tc.dtype != "float32"
+        )
+
+    def _write_run_files(self) -> None:
+        run_dir, tokenizer = self.run_dir, self.setup.corpus.tokenizer
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # stop_after applies to one invocation: a later --resume runs on unless asked again
+        save_run_config(run_dir, dataclasses.replace(
+            self.cfg, train=dataclasses.replace(self.cfg.train, stop_after=None)))  # fmt: skip
+        if self.setup.resuming and (run_dir / RUN_JSON).is_file():
+            record = RunRecord.load(run_dir)
+            now = Resume(self.progress.step, time.strftime("%Y-%m-%dT%H:%M:%S"))
+            record = dataclasses.replace(record, resumes=(*record.resumes, now))
+        else:
+            record = self._run_record()
+        record.save(run_dir)
+        (run_dir / TOKENIZER_DIR).mkdir(exist_ok=True)
+        tokenizer.save(run_dir / TOKENIZER_DIR)
+        columns = list(self.model.scalars())  # host sync: once, for the columns
+        self.metrics = MetricsLog(run_dir / METRICS_CSV, columns)
+        self.metrics.start(self.progress.step if self.setup.resuming else None)
+
+    def _run_record(self) -> RunRecord:
+        c, tc = self.setup.corpus, self.cfg.train
+        return RunRecord(
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            command=sys.argv,
+            versions={
+                "sympformer": sympformer.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },  # fmt: skip
+            device=str(self.d.device),
+            world_size=self.d.world_size,
+            parameters=self.model.num_params(),
+            tokens_per_step=self.tokens_per_step,
+            tokenizer=tokenizer_info(c.tokenizer),
+            data=DataRecord(
+                cache=str(c.path),
+                source=c.manifest["source"],
+                train_tokens=len(c.train),
+                val_tokens=len(c.val),
+                val_eval_tokens=self.data.val_count * tc.batch_size * self.cfg.model.block_size,
+            ),
+            unigram_entropy_val=c.unigram_entropy("val"),
+            compile=CompileRecord(
+                str(tc.compile).lower(), bool(tc.compile), "set by TrainConfig.compile"
+            ),
+        )
+
     def _announce(self, stop: int) -> None:
         tc, m = self.cfg.train, self.cfg.model
-        name = Variant.of(m)
-        start = f"resuming at step {self.progress.step}" if self.resuming else "new run"
+        start = f"resuming at step {self.progress.step}" if self.setup.resuming else "new run"
         print(
-            f"sympformer: {name}, {self.model.num_params():,} parameters, "
+            f"sympformer: {Variant.of(m)}, {self.model.num_params():,} parameters, "
             f"{self.tokens_per_step:,} tokens/step ({tc.batch_size} x {tc.grad_accum} x "
             f"{self.d.world_size} x {m.block_size}), steps {self.progress.step}..{stop - 1} of "
-            f"{tc.max_steps} on {self.device} ({tc.dtype}); {start} in {self.run_dir}",
+            f"{tc.max_steps} on {self.d.device} ({tc.dtype}); {start} in {self.run_dir}",
             flush=True,
         )
 
-    def _report(self, finished: bool) -> None:
-        p = self.progress
+    def _report(self, finished: bool, entropy: float) -> None:
+        p, corpus = self.progress, self.setup.corpus
         if not finished:
             print(
                 f"stopped after step {p.step - 1} (TrainConfig.stop_after); continue with "
@@ -540,7 +541,7 @@ class Trainer:
             self.run_dir / METRICS_CSV,
             self.run_dir / LOSS_PNG,
             title=f"{self.run_dir.name}: {Variant.of(self.cfg.model)}",
-            baseline=self.entropy,
+            baseline=entropy,
         )
         texts = self._samples()
         if texts:
@@ -554,8 +555,8 @@ class Trainer:
         links = [f"{CHECKPOINTS}/{x}" for x in LABELS if (self.run_dir / CHECKPOINTS / x).exists()]
         print(
             f"final val loss {final} (best {best}); unigram entropy of the val tokens "
-            f"{self.entropy:.4f} nats\n"
-            f"{p.step} steps, {p.tokens:,} tokens ({self.corpus.epochs(p.tokens):.2f} epochs) in "
+            f"{entropy:.4f} nats\n"
+            f"{p.step} steps, {p.tokens:,} tokens ({corpus.epochs(p.tokens):.2f} epochs) in "
             f"{p.elapsed:.1f} s: {rate:,.0f} tokens/s; {p.skipped} skipped steps\n"
             f"run folder {self.run_dir}: {', '.join(outputs + links)}",
             flush=True,
@@ -567,15 +568,12 @@ class Trainer:
         if tc.samples == 0:
             return []
         self.model.eval()
-        generator = torch.Generator(self.device).manual_seed(tc.seed)
-        idx = torch.tensor([self.prompt] * tc.samples, device=self.device)  # (S, T0)
+        generator = torch.Generator(self.d.device).manual_seed(tc.seed)
+        idx = torch.tensor([self.data.prompt] * tc.samples, device=self.d.device)  # (S, T0)
         with self._autocast():
             out = self.model.generate(
                 idx, tc.sample_tokens, tc.temperature, tc.top_k, generator=generator
             )
         self.model.train()
-        return [self.tokenizer.decode(row[1:]) for row in out.tolist()]  # without the leading EOT
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+        tokenizer = self.setup.corpus.tokenizer
+        return [tokenizer.decode(row[1:]) for row in out.tolist()]  # without the leading EOT

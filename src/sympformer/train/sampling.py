@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from sympformer import check
 from sympformer.data import Tokenizer
 from sympformer.model import CheckpointError, LanguageModel
 from sympformer.train.checkpoint import LABELS, find_checkpoint, open_checkpoint
@@ -68,19 +71,48 @@ def generate_text(
 ) -> str:
     """The prompt followed by `max_new_tokens` sampled tokens, decoded (KV cache; temperature 0
     is greedy; the same seed gives the same text)."""
-    if (
-        isinstance(max_new_tokens, bool)
-        or not isinstance(max_new_tokens, int)
-        or max_new_tokens < 0
-    ):
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 0")
-    if not isinstance(temperature, int | float) or not temperature >= 0:
-        raise ValueError(f"temperature={temperature!r} must be a number >= 0")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k={top_k!r} must be a positive integer or None")
+    check.integer("max_new_tokens", max_new_tokens, 0)
+    check.number("temperature", temperature, 0)
+    check.positive_int("top_k", top_k, optional=True)
     ids = encode_prompt(tokenizer, prompt, model.cfg.block_size)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     idx = torch.tensor([ids], device=device)  # (1, T0)
     out = model.generate(idx, max_new_tokens, temperature, top_k, generator=generator)
     return tokenizer.decode(out[0].tolist())
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """`sympformer sample`: continue a prompt with a trained model (KV-cached decoding)."""
+
+    ckpt: Path
+    """A run folder (its `which` checkpoint, else the other) or a checkpoint folder."""
+    prompt: str
+    """Text to continue (UTF-8, at most the model's context in tokens)."""
+    max_new_tokens: int = 200
+    """Tokens to generate."""
+    temperature: float = 0.8
+    """Sampling temperature; 0 is greedy decoding."""
+    top_k: int | None = 50
+    """Sample among the k most likely tokens; null: all."""
+    seed: int = 1337
+    """Seed of the sampler (same seed, same text)."""
+    which: Literal["best", "latest"] = "best"
+    device: str = "cpu"
+    """cpu, cuda, ..."""
+
+    def __post_init__(self) -> None:
+        check.integer("SampleConfig.max_new_tokens", self.max_new_tokens, 0)
+        check.number("SampleConfig.temperature", self.temperature, 0)
+        check.positive_int("SampleConfig.top_k", self.top_k, optional=True)
+        check.integer("SampleConfig.seed", self.seed, 0)
+        check.choice("SampleConfig.which", self.which, LABELS)
+
+
+def sample(cfg: SampleConfig) -> str:
+    """The text `sympformer sample` prints."""
+    model, tokenizer = load_for_sampling(cfg.ckpt, cfg.which, cfg.device)
+    return generate_text(
+        model, tokenizer, cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.seed
+    )
