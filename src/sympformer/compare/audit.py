@@ -80,13 +80,13 @@ class AuditConfig:
         check.integer("AuditConfig.train_steps", self.train_steps, 0)
         self.models()  # unknown names fail now
 
-    def models(self) -> list[ModelConfig]:
+    def models(self, base: ModelConfig = AUDIT_MODEL) -> list[ModelConfig]:
         """Every (selected) arch x scheme (`model.variant.grid`), then the named variants, on a
         small model; with only --variants given, just those."""
         named = [Variant.parse(label) for label in self.variants or ()]
         everything = bool(self.archs or self.schemes or not named)
         chosen = (grid(self.archs, self.schemes) if everything else []) + named
-        return [v.model(AUDIT_MODEL) for v in chosen]
+        return [v.model(base) for v in chosen]
 
 
 def _forward(model, idx, dtype: str, **kw):
