@@ -18,8 +18,6 @@ half-built cache.
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -34,6 +32,7 @@ from sympformer.data.errors import DataError
 from sympformer.data.packaged import file_sha256
 from sympformer.data.sources import SOURCES, SPLITS, Source
 from sympformer.data.tokenizer import BPETokenizer, Tokenizer, load_tokenizer, tokenizer_info
+from sympformer.files import staged_folder
 
 FORMAT = 1
 """Cache format; bump it when documents, split rules or file layout change (old folders stay)."""
@@ -158,10 +157,7 @@ def build(
     folder: Path, source: Source, settings: dict[str, Any], cfg: DataConfig, progress: bool
 ) -> None:
     """Train the tokenizer if needed, write both splits and the manifest, then rename into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"  # hidden until complete
-    staging.mkdir()
-    try:
+    with staged_folder(folder, MANIFEST) as staging:
         tokenizer: Tokenizer
         if cfg.tokenizer == "bpe":
             text = bounded(source.documents("train"), BPE_TRAIN_CHARS)
@@ -186,15 +182,6 @@ def build(
         if tokenizer.name == "gpt2":
             manifest["tokenizer"]["license"] = "GPT-2 vocabulary (c) OpenAI, modified MIT license"
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / MANIFEST).is_file():  # not another process finishing the same build
-                raise
-            shutil.rmtree(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def bounded(documents: Iterable[str], max_chars: int) -> Iterator[str]:
