@@ -12,7 +12,7 @@ Layout of a cache folder `<cache root>/data/<dataset>-<tokenizer>-<key>/`:
 so a different request never lands in the same folder; a folder whose manifest disagrees with the
 request or whose files disagree with the manifest raises DataError instead of being used. A folder
 is built under a temporary name and renamed when complete, so an interrupted `prepare` leaves no
-half-built cache.
+half-built cache. (`<cache root>/packages/` holds corpora fetched on first use, e.g. "austen".)
 """
 
 import hashlib
@@ -133,7 +133,8 @@ def prepare(cfg: DataConfig, block_size: int = 1, progress: bool = False) -> Cor
     """
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size={block_size!r} must be a positive integer")
-    source = SOURCES[cfg.dataset](Path(cfg.path) if cfg.path else None, cfg.val_every)
+    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    source = SOURCES[cfg.dataset](Path(cfg.path) if cfg.path else None, cfg.val_every, root)
     settings = {
         "format": FORMAT,
         "dataset": cfg.dataset,
@@ -144,7 +145,6 @@ def prepare(cfg: DataConfig, block_size: int = 1, progress: bool = False) -> Cor
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     label = f"bpe{cfg.vocab_size}" if cfg.tokenizer == "bpe" else cfg.tokenizer
-    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     folder = root / "data" / f"{cfg.dataset}-{label}-{key[:16]}"
     if not folder.exists():
         build(folder, source, settings, cfg, progress)
