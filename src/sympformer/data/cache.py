@@ -12,14 +12,12 @@ Layout of a cache folder `<cache root>/data/<dataset>-<tokenizer>-<key>/`:
 so a different request never lands in the same folder; a folder whose manifest disagrees with the
 request or whose files disagree with the manifest raises DataError instead of being used. A folder
 is built under a temporary name and renamed when complete, so an interrupted `prepare` leaves no
-half-built cache.
+half-built cache. (`<cache root>/packages/` holds corpora fetched on first use, e.g. "austen".)
 """
 
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -34,6 +32,7 @@ from sympformer.data.errors import DataError
 from sympformer.data.packaged import file_sha256
 from sympformer.data.sources import SOURCES, SPLITS, Source
 from sympformer.data.tokenizer import BPETokenizer, Tokenizer, load_tokenizer, tokenizer_info
+from sympformer.files import staged_folder
 
 FORMAT = 1
 """Cache format; bump it when documents, split rules or file layout change (old folders stay)."""
@@ -134,7 +133,8 @@ def prepare(cfg: DataConfig, block_size: int = 1, progress: bool = False) -> Cor
     """
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size={block_size!r} must be a positive integer")
-    source = SOURCES[cfg.dataset](Path(cfg.path) if cfg.path else None, cfg.val_every)
+    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    source = SOURCES[cfg.dataset](Path(cfg.path) if cfg.path else None, cfg.val_every, root)
     settings = {
         "format": FORMAT,
         "dataset": cfg.dataset,
@@ -145,7 +145,6 @@ def prepare(cfg: DataConfig, block_size: int = 1, progress: bool = False) -> Cor
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     label = f"bpe{cfg.vocab_size}" if cfg.tokenizer == "bpe" else cfg.tokenizer
-    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     folder = root / "data" / f"{cfg.dataset}-{label}-{key[:16]}"
     if not folder.exists():
         build(folder, source, settings, cfg, progress)
@@ -158,10 +157,7 @@ def build(
     folder: Path, source: Source, settings: dict[str, Any], cfg: DataConfig, progress: bool
 ) -> None:
     """Train the tokenizer if needed, write both splits and the manifest, then rename into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"  # hidden until complete
-    staging.mkdir()
-    try:
+    with staged_folder(folder, MANIFEST) as staging:
         tokenizer: Tokenizer
         if cfg.tokenizer == "bpe":
             text = bounded(source.documents("train"), BPE_TRAIN_CHARS)
@@ -186,15 +182,6 @@ def build(
         if tokenizer.name == "gpt2":
             manifest["tokenizer"]["license"] = "GPT-2 vocabulary (c) OpenAI, modified MIT license"
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / MANIFEST).is_file():  # not another process finishing the same build
-                raise
-            shutil.rmtree(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def bounded(documents: Iterable[str], max_chars: int) -> Iterator[str]:

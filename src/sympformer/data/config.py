@@ -15,8 +15,10 @@ class DataConfig:
     """Training text and its tokenisation. Built configs are valid: bad values raise ValueError."""
 
     dataset: str = "bible"
-    """Corpus: "bible" (King James Bible, embedded, offline), "text" (local `path`),
-    "tinystories" or "openwebtext" (Hugging Face: need network and the extra `sympformer[hf]`)."""
+    """Corpus: "bible" (King James Bible, embedded, offline), "austen" (Jane Austen's six novels:
+    the first use fetches Debian's r-cran-janeaustenr with apt-get into `cache_dir`), "text"
+    (local `path`), "tinystories" or "openwebtext" (Hugging Face: need network and the extra
+    `sympformer[hf]`)."""
     path: str | None = None
     """Local UTF-8 text file (one document) or folder of .txt/.md files (one document each). Setting
     it selects dataset "text": a `dataset` left at "bible" becomes "text"."""
@@ -26,10 +28,12 @@ class DataConfig:
     vocab_size: int = 4096
     """Vocabulary of the "bpe" tokenizer, <|endoftext|> included (ignored by "gpt2" and "bytes")."""
     cache_dir: str | None = None
-    """Token cache root; default: $SYMPFORMER_CACHE, else ~/.cache/sympformer."""
+    """Cache root (token caches, fetched packages); default: $SYMPFORMER_CACHE, else
+    ~/.cache/sympformer."""
     val_every: int = 20
-    """Every val_every-th chapter (bible) or document (text) is validation, 1/val_every of the data
-    (a text with fewer documents gives its last 1/val_every); the Hub datasets have their own."""
+    """Every val_every-th chapter (bible, austen) or document (text) is validation, 1/val_every of
+    the data (a text with fewer documents gives its last 1/val_every); the Hub datasets have their
+    own."""
 
     def __post_init__(self) -> None:
         if self.path is not None and self.dataset == "bible":

