@@ -69,9 +69,8 @@ def summary(out: Path) -> dict:
 
 
 def vs_gpt(out: Path) -> dict[str, dict]:
-    """Row label -> its paired test against gpt at equal steps (summary.json's `tests`)."""
-    tests = summary(out)["tests"]
-    return {t["row"]: t for t in tests if t["other"] == "gpt" and t["basis"] == "equal steps"}
+    """Row label -> its paired test against gpt (summary.json's `tests`)."""
+    return {t["row"]: t for t in summary(out)["tests"] if t["other"] == "gpt"}
 
 
 def last_val(run_dir: Path) -> float:
@@ -514,6 +513,7 @@ def test_planned_tests_cover_reference_wallclock_chain_and_pairs():
     others = ["gpt", "yurii", learned, zero]
     assert tests == (
         [(label, "gpt-matched", "equal steps") for label in others]
+        + [("gpt-matched-wallclock", "gpt-matched", "more steps")]
         + [(label, "gpt-matched-wallclock", "equal wall-clock") for label in others]
         + [(learned, "yurii", "equal steps"), (zero, learned, "equal steps")]
         + [(zero, "gpt", "equal steps")]

@@ -61,7 +61,9 @@ COLUMNS = (
 TESTED = "last_val_loss"
 """The metric of the paired tests."""
 
-EQUAL_STEPS, EQUAL_WALLCLOCK = "equal steps", "equal wall-clock"
+EQUAL_STEPS, EQUAL_WALLCLOCK, MORE_STEPS = "equal steps", "equal wall-clock", "more steps"
+"""Bases of a paired test: both rows trained for the same steps; a row against the reference
+trained for the slowest row's wall-clock; the reference's wall-clock copy against itself."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sympformer.compare.records import (
     COLUMNS,
     EQUAL_STEPS,
     EQUAL_WALLCLOCK,
+    MORE_STEPS,
     TESTED,
     NotFinished,
     PairedTest,
@@ -138,6 +139,7 @@ def planned_tests(cfg: CompareConfig, labels: Sequence[str]) -> list[tuple[str, 
     ref, wall = cfg.reference, f"{cfg.reference}{WALLCLOCK}"
     tests = [(label, ref, EQUAL_STEPS) for label in labels if label not in (ref, wall)]
     if wall in labels:
+        tests.append((wall, ref, MORE_STEPS))
         tests += [(label, wall, EQUAL_WALLCLOCK) for label in labels if label not in (ref, wall)]
     tests += [(a, b, EQUAL_STEPS) for a, b in cfg.tests() if a in labels and b in labels]
     return tests
