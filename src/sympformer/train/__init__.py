@@ -20,13 +20,7 @@ from sympformer.train.config import (
     preset_dict,
 )
 from sympformer.train.distributed import Dist, init_distributed
-from sympformer.train.loop import (
-    USER_ERRORS,
-    DivergenceError,
-    RunResult,
-    fit,
-    prepare_corpus,
-)
+from sympformer.train.loop import DivergenceError, RunResult, fit
 from sympformer.train.metrics import BASE_COLUMNS, MetricsLog, plot_losses, read_metrics
 from sympformer.train.optim import build_optimizer, lr_at, set_lr
 from sympformer.train.run_dir import (
@@ -39,6 +33,7 @@ from sympformer.train.run_dir import (
     with_absolute_paths,
 )
 from sympformer.train.sampling import encode_prompt, generate_text, load_for_sampling
+from sympformer.train.setup import USER_ERRORS, prepare_corpus
 from sympformer.train.stop import TrainingInterrupted
 
 __all__ = [

@@ -40,24 +40,20 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import sympformer
-from sympformer.data import Corpus, TrainBatches, prepare, tokenizer_info, val_batches
+from sympformer.data import tokenizer_info
 from sympformer.model import CheckpointError, LanguageModel, Variant
 from sympformer.train.checkpoint import (
     CHECKPOINTS,
     LABELS,
     TOKENIZER_DIR,
-    Checkpoint,
     Progress,
-    find_checkpoint,
-    open_checkpoint,
     save_checkpoint,
 )
-from sympformer.train.config import RESUMABLE_FIELDS, ExperimentConfig
+from sympformer.train.config import ExperimentConfig
 from sympformer.train.distributed import Dist, init_distributed, shutdown
 from sympformer.train.metrics import MetricsLog, plot_losses
 from sympformer.train.optim import build_optimizer, lr_at, set_lr
 from sympformer.train.run_dir import (
-    CONFIG_JSON,
     LOSS_PNG,
     METRICS_CSV,
     RUN_JSON,
@@ -65,18 +61,11 @@ from sympformer.train.run_dir import (
     CompileRecord,
     DataRecord,
     Resume,
-    RunError,
     RunRecord,
-    choose_run_dir,
-    load_run_config,
-    refuse_differences,
     save_run_config,
-    with_absolute_paths,
 )
+from sympformer.train.setup import RunData, open_run
 from sympformer.train.stop import StopRequest, TrainingInterrupted
-
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
-"""Errors caused by inputs (bad config, data, folders): reported on one line by the CLI."""
 
 
 class DivergenceError(RuntimeError):
@@ -106,11 +95,6 @@ class RunResult:
         return self.tokens / self.elapsed if self.elapsed > 0 else float("nan")
 
 
-def prepare_corpus(cfg: ExperimentConfig) -> Corpus:
-    """The token cache of ``cfg.data`` for the model's context (built on first use)."""
-    return prepare(cfg.data, cfg.model.block_size)
-
-
 def fit(
     cfg: ExperimentConfig,
     out: str | os.PathLike | None = None,
@@ -137,93 +121,6 @@ def fit(
         return result
     finally:
         shutdown(d)
-
-
-# -------------------------------------------------------------------------------------------------
-# Opening a run: checks and loads, writes nothing
-
-
-@dataclass(frozen=True)
-class RunSetup:
-    """A checked run: its folder, the config (vocabulary from the tokenizer), the corpus and the
-    checkpoint to resume from (None for a new run or a resume before the first checkpoint)."""
-
-    run_dir: Path
-    cfg: ExperimentConfig
-    corpus: Corpus
-    checkpoint: Checkpoint | None
-    resuming: bool
-
-
-def open_run(cfg: ExperimentConfig, d: Dist, out: Path | None, resume: Path | None) -> RunSetup:
-    cfg = with_absolute_paths(cfg)  # a resume from another folder finds the same files
-    resumable = RESUMABLE_FIELDS | {"model.vocab_size"}
-    run_dir = d.main_only(lambda: choose_run_dir(cfg, out, resume, resumable), USER_ERRORS)
-    corpus = d.main_first(lambda: prepare_corpus(cfg), USER_ERRORS)
-    cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, vocab_size=corpus.vocab_size)
-    )
-    checkpoint = None
-    if resume is not None:
-        saved = load_run_config(run_dir)
-        if saved.model.vocab_size != cfg.model.vocab_size:
-            raise RunError(
-                f"cannot resume {run_dir}: its vocabulary has {saved.model.vocab_size} tokens, "
-                f"the token cache's tokenizer {cfg.model.vocab_size}"
-            )
-        path = find_checkpoint(run_dir, "latest")
-        if path is not None:
-            checkpoint = _matching_checkpoint(path, saved, run_dir, corpus, d.world_size)
-    return RunSetup(run_dir, cfg, corpus, checkpoint, resume is not None)
-
-
-def _matching_checkpoint(
-    path: Path, saved: ExperimentConfig, run_dir: Path, corpus: Corpus, world_size: int
-) -> Checkpoint:
-    """The checkpoint at `path`, refused unless it belongs to this run, tokenizer and DDP size."""
-    ckpt = open_checkpoint(path)
-    refuse_differences(
-        ckpt.config, saved, RESUMABLE_FIELDS, f"checkpoint {path} belongs to another config",
-        asker=str(run_dir / CONFIG_JSON), error=CheckpointError,
-    )  # fmt: skip
-    if ckpt.tokenizer["fingerprint"] != corpus.tokenizer.fingerprint:
-        raise CheckpointError(
-            f"checkpoint {path} was trained with another tokenizer than the token cache's "
-            f"({corpus.path})"
-        )
-    if ckpt.world_size != world_size:
-        raise CheckpointError(
-            f"checkpoint {path} was written by {ckpt.world_size} process(es); resume it "
-            f"with the same number, not {world_size}"
-        )
-    return ckpt
-
-
-@dataclass(frozen=True)
-class RunData:
-    """This process's training batches, its share of the fixed validation batches, and the prompt
-    of the end-of-run samples."""
-
-    batches: TrainBatches
-    val: list[tuple[Tensor, Tensor]]
-    val_count: int
-    """Validation batches over all processes."""
-    prompt: list[int]
-
-    @classmethod
-    def build(cls, setup: RunSetup, d: Dist) -> RunData:
-        cfg, corpus = setup.cfg, setup.corpus
-        tc, block = cfg.train, cfg.model.block_size
-        batches = TrainBatches(corpus.train, block, tc.batch_size, tc.seed, d.rank, d.world_size)
-        val = val_batches(corpus.val, block, tc.batch_size, tc.eval_batches, tc.val_seed)
-        tok = corpus.tokenizer
-        prompt = [tok.eot_id, *(tok.encode(tc.sample_prompt) if tc.sample_prompt else [])]
-        if tc.samples and len(prompt) > block:  # samples start a new document (EOT first)
-            raise ValueError(
-                f"TrainConfig.sample_prompt is {len(prompt)} tokens, longer than the context "
-                f"block_size={block}"
-            )
-        return cls(batches, val[d.rank :: d.world_size], len(val), prompt)
 
 
 class StepResult(NamedTuple):
