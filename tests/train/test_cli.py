@@ -102,6 +102,10 @@ def case_args(case, tmp_path, text_file, cache_dir, trained_run, gpt_run) -> lis
         return [*train, "--arch", "transformer"]
     if case == "scheme not valid for the arch":
         return [*train, "--arch", "gpt", "--scheme", "ab2"]
+    if case == "unknown ingredient value":
+        return [*train, "--model.force", "gravity"]
+    if case == "ingredient on an arch without it":
+        return [*train, "--arch", "gpt", "--model.drift", "identity"]
     if case == "unknown flag":
         return [*train, "--learning-rate", "3"]
     if case == "bad value type":
@@ -154,6 +158,8 @@ CASES = {
     "d_model not divisible by n_head": "d_model=31 is not divisible by n_head=2",
     "unknown arch": "ModelConfig.arch='transformer' is unknown",
     "scheme not valid for the arch": "does not apply to arch='gpt'",
+    "unknown ingredient value": "gravity",
+    "ingredient on an arch without it": "ModelConfig.drift='identity' does not apply to arch='gpt'",
     "unknown flag": "--learning_rate",
     "bad value type": "train.max_steps",
     "unwritable output folder": "sympformer-test-run" if os.geteuid() == 0 else "ermission",
