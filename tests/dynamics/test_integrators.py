@@ -216,6 +216,6 @@ def test_untied_oracle_change_does_not_touch_the_registry():
     scheme = get_scheme("presymp_euler")
     with pytest.raises(dataclasses.FrozenInstanceError):
         scheme.order = 3  # type: ignore[misc]
-    add = register("tao", order=2, oracle_calls=4, drift_uses_kick=True)
+    add = register("tao", order=2, oracle_calls=4, drift_uses_kick=True, h_init=0.1)
     with pytest.raises(ValueError, match="registered twice"):
         add(lambda *a: None)

@@ -240,9 +240,9 @@ class SoftmaxOracle:
 
 class LinearKernel(NamedTuple):
     x_hat: Tensor  # (B, T, C)
-    phi: Tensor  # (B, H, L, 2D) [q, k]
-    psi: Tensor  # (B, H, L, 2D) [k, q]
-    n: Tensor  # (L, 1) prefix counts
+    phi: Tensor | None  # (B, H, L, 2D) [q, k]
+    psi: Tensor | None  # (B, H, L, 2D) [k, q]
+    n: Tensor | None  # (L, 1) prefix counts
     values: Tensor | None  # (B, H, L, D) W_V x̂ (attention force only)
 
 
@@ -268,8 +268,8 @@ class LinearOracle:
     :math:`G_i=W_{\rm out}\frac1i\sum_{j\le i}(\mathrm{scale}\,q_i\cdot k_j)W_V\hat x_j`.
     """
 
-    wq: Tensor  # (H·D, C)
-    wk: Tensor  # (H·D, C)
+    wq: Tensor | None  # (H·D, C); None when nothing reads the kernel (F = Y, G = -∇W)
+    wk: Tensor | None  # (H·D, C)
     wo: Tensor | None  # (C, H·D) metric factor; None when neither drift nor force reads it
     n_head: int
     scale: float | None = None
@@ -293,6 +293,8 @@ class LinearOracle:
 
     def prepare(self, x: Tensor, p: Tensor) -> LinearKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
+        if self.wq is None:  # F = Y and G = -∇W: token-local, the kernel is never read
+            return LinearKernel(x_hat, None, None, None, None)
         q, k = query_key(x_hat, self.wq, self.wk, self.n_head)  # (B, H, L, D) each
         offset = 0 if self.tape is None else self.tape.offset
         n = _counts(q.shape[-2], q.shape[-2] + offset, self.causal, q)[:, None]  # (L, 1)
@@ -307,7 +309,7 @@ class LinearOracle:
         return merge_heads(out) @ self.wo.mT * (self.head_scale / 2)
 
     def _force(self, kern: LinearKernel, u: Tensor | None) -> Tensor:
-        d = kern.phi.shape[-1] // 2
+        d = self.wq.shape[0] // self.n_head if self.wq is not None else 0
         if self.attention_force:  # Γ: keys k_j = psi[..., :D], queries q_i = phi[..., :D]
             out = self._attend(kern.phi[..., :d], kern.psi[..., :d], kern.values, kern.n)
             g = merge_heads(out) @ self.wout.mT * self.head_scale

@@ -104,10 +104,14 @@ class _OracleModule(nn.Module):
         c = cfg.d_model
         self.n_head = cfg.n_head
         self.norm = nn.LayerNorm(c, bias=False)
-        self.wq = nn.Linear(c, c, bias=False)
-        self.wk = self.wq if cfg.qk_tied else nn.Linear(c, c, bias=False)
         self.mobility = cfg.drift == "metric"
         self.kinetic = force == "hamiltonian"
+        # the kernel is read by the metric drift, by G and Γ, and by the softmax potential force;
+        # the linear kernel's potential W is token-local
+        reads_kernel = self.mobility or force in ("hamiltonian", "attention")
+        reads_kernel = reads_kernel or (cfg.spec.kernel == "softmax" and force == "potential")
+        self.wq = nn.Linear(c, c, bias=False) if reads_kernel else None
+        self.wk = self.wq if cfg.qk_tied or not reads_kernel else nn.Linear(c, c, bias=False)
         uses_metric = self.mobility or force == "hamiltonian"
         # metric factor (C, H·D), orthonormal at init
         self.wo = nn.Parameter(torch.empty(c, c)) if uses_metric else None
@@ -134,8 +138,8 @@ class _OracleModule(nn.Module):
     def _common(self, tape: Tape | None) -> dict:
         """The oracle fields every kernel shares."""
         return {
-            "wq": self.wq.weight,
-            "wk": self.wk.weight,
+            "wq": None if self.wq is None else self.wq.weight,
+            "wk": None if self.wk is None else self.wk.weight,
             "wo": self.wo,
             "n_head": self.n_head,
             "pre": self.pre,
