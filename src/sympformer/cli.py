@@ -3,7 +3,7 @@ builds its flags from the signature and docstring), so the same functions are ca
 
     sympformer train [--preset quick|paper-v1|smoke] [--config FILE] [--arch A --scheme S ...]
     sympformer sample --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
-    sympformer flow --kernel linear|softmax [--problem sphere] [--schemes a,b] [--calls K] --out DIR
+    sympformer flow [--problem linear,softmax,sphere,control] [--kappa 10,100] [--seeds 8] --out DIR
     sympformer audit [--archs a,b] [--schemes a,b] [--dtype float32|float64|bfloat16]
     sympformer compare --runs a,b:scheme[/learned] [--seeds 3] [--preset P] [--jobs 2] --out DIR
 
@@ -112,56 +112,70 @@ def _names(text: str | None) -> list[str] | None:
     return names
 
 
+def _values(text: str, convert: Callable[[str], Any], flag: str) -> tuple:
+    """A comma-separated flag value ("10,100,1000") as a tuple of ``convert``-ed items."""
+    items = [v.strip() for v in str(text).split(",") if v.strip()]
+    if not items:
+        raise ValueError(f"--{flag}: empty list {text!r}: give comma-separated values")
+    try:
+        return tuple(convert(v) for v in items)
+    except ValueError:
+        raise ValueError(f"--{flag}: {text!r} is not a comma-separated list of numbers") from None
+
+
 def flow(
-    kernel: str = "linear",
-    problem: str | None = None,
-    schemes: str | None = None,
-    particles: int | None = None,
-    dim: int | None = None,
-    calls: int | None = None,
-    seed: int = 0,
-    c_log: float = 3.0,
+    problem: str = "linear",
+    kappa: str = "100",
+    c_log: str = "3",
     c_lin: float = 0.0,
-    tol: float = 1e-2,
-    out: Path | None = None,
+    eps: str = "0.2",
+    seeds: str = "8",
+    calls: int | None = None,
+    schemes: str | None = None,
+    jobs: int = 1,
+    out: Path = Path("runs/flow-study"),
 ) -> None:
-    """Run the classical flow and the accelerated schemes on one demo problem with the same budget
-    of oracle calls, each with its best step from one grid (SPEC §5.1). Writes OUT/flow.csv and
-    OUT/flow.png and prints the calls each method needs to reach the tolerance.
+    """Run a flow study: accelerated schemes vs the classical flow over seeds (SPEC §5.1).
+
+    Every instance (problem, kappa, c_log, eps, seed) runs the classical flow and each scheme,
+    each method with its best step from one grid per metric (gap after K oracle calls; calls to
+    relative 1e-2, 1e-4, 1e-6). Writes OUT/instances.csv, curves.csv, summary.md, summary.json,
+    ratio_vs_kappa.png and gap_vs_calls.png, and prints summary.md. Lists are comma-separated
+    (--kappa 10,100,1000).
 
     Args:
-        kernel: linear (Stein flow, bilinear kernel) or softmax (nonlinear mobility).
-        problem: linear | softmax | sphere (softmax kernel on the unit sphere); default: the
-            kernel's own demo.
+        problem: linear (Stein flow), softmax (mobility B/z, convex potential), sphere (attention
+            energy on the sphere), control (the authors' positive control); a list runs each.
+        kappa: Condition numbers >= 1 (linear, softmax).
+        c_log: Damping c_log >= 0 (linear, softmax, sphere; the control has its own heavy-ball
+            damping, alpha = 0.2).
+        c_lin: Constant friction c_lin >= 0 (linear, softmax, sphere).
+        eps: Kernel strengths of the control, A = eps I.
+        seeds: A count n (seeds 0..n-1) or a list of seeds ("0,3,5"; one seed s: "s,").
+        calls: Budget K of oracle calls, at most 10000 (default 400 linear, 300 softmax and
+            control, 100 sphere).
         schemes: Comma-separated integrators (default: all of SCHEMES).
-        particles: Number of particles N (default 256 linear, 64 softmax).
-        dim: Dimension d (default 10 linear, 8 softmax).
-        calls: Budget of oracle calls K (default 400 linear, 300 softmax, 100 sphere).
-        seed: Seed of the random problem.
-        c_log: Damping c_log (3 is Nesterov's 3/t).
-        c_lin: Damping c_lin (constant friction).
-        tol: Tolerance on the energy gap, relative to the initial gap.
-        out: Output folder (default runs/flow-<problem>).
+        jobs: Processes that run instances side by side.
+        out: Output folder.
     """
-    from sympformer.compare.flow import FlowConfig, flow_experiment
+    from sympformer.compare.flow import FlowStudyConfig
+    from sympformer.compare.flow_report import SUMMARY_MD
+    from sympformer.compare.flow_study import run_study
     from sympformer.dynamics import SCHEMES
 
-    cfg = FlowConfig(
-        kernel,
-        problem,
-        tuple(_names(schemes) or SCHEMES),
-        particles,
-        dim,
-        calls,
-        seed,
-        c_log,
-        c_lin,
-        tol,
+    seed_list = _values(seeds, int, "seeds")
+    cfg = FlowStudyConfig(
+        problems=_values(problem, str, "problem"),
+        kappa=_values(kappa, float, "kappa"),
+        c_log=_values(c_log, float, "c-log"),
+        c_lin=c_lin,
+        eps=_values(eps, float, "eps"),
+        seeds=seed_list[0] if len(seed_list) == 1 and "," not in str(seeds) else seed_list,
+        calls=calls,
+        schemes=tuple(_names(schemes) or SCHEMES),
     )
-    out = out or Path(f"runs/flow-{cfg.problem}")
-    result = flow_experiment(cfg, out)
-    print(result.table())
-    print(f"wrote {out / 'flow.csv'} and {out / 'flow.png'}")
+    run_study(cfg, out, jobs=jobs)
+    print((out / SUMMARY_MD).read_text(), end="")
 
 
 def audit(
