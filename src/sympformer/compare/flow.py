@@ -201,7 +201,7 @@ class Instance(NamedTuple):
 @dataclass(frozen=True)
 class Choice:
     """The best step of the grid for one metric; h and value None when censored (no step reached
-    the tolerance within K calls)."""
+    the tolerance within K calls); h None and value inf when every step diverged."""
 
     metric: str
     h: float | None
@@ -298,7 +298,8 @@ def choose(
     mean_log = clipped.log().mean(0).tolist()  # inf once diverged
     # gap at K: the smallest; ties (round-off) go to the faster run (mean log gap), then small h
     best = min(range(len(H_GRID)), key=lambda i: (final[i], mean_log[i], H_GRID[i]))
-    choices = [Choice(GAP_AT_K, H_GRID[best], final[best])]
+    h_best = H_GRID[best] if math.isfinite(final[best]) else None  # None: diverged at every h
+    choices = [Choice(GAP_AT_K, h_best, final[best])]
     for tol, metric in zip(TOLERANCES, METRICS[1:], strict=True):
         reached = [(c, final[i], H_GRID[i]) for i in range(len(H_GRID))
                    if (c := calls_to(gaps[:, i], tol, per_step)) is not None]  # fmt: skip

@@ -1,6 +1,6 @@
 """Files of a flow study: instances.csv (the best step and value per instance, method and metric),
-curves.csv (relative gap vs oracle calls), summary.md and summary.json (the statistics of
-`flow_stats`), ratio_vs_kappa.png and gap_vs_calls.png."""
+curves.csv (relative gap vs oracle calls, first seed), summary.md and summary.json (the statistics
+of `flow_stats`), ratio_vs_kappa.png and gap_vs_calls.png."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import csv
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sympformer.compare.flow import (
     MethodResult,
 )
 from sympformer.compare.flow_control import TOLERANCE, ControlRatio
-from sympformer.compare.flow_stats import Cell, summarize
+from sympformer.compare.flow_stats import CallsStat, Cell, summarize
 from sympformer.compare.report import machine
 from sympformer.files import atomic_write, atomic_write_text
 
@@ -35,6 +36,8 @@ FORMAT = 1
 """Format of summary.json."""
 
 KEY_COLUMNS = ("problem", "kappa", "c_log", "eps", "seed", "scheme")
+DPI = 80
+"""Resolution of the figures (keeps each file of a committed study below 500 kB)."""
 
 
 def _num(value: float | None) -> str:
@@ -51,8 +54,8 @@ def _key(r: MethodResult) -> list[str]:
 
 def write_instances(path: Path, results: Sequence[MethodResult]) -> None:
     """problem,kappa,c_log,eps,seed,scheme,metric,h,value: gap_at_K is the relative gap after K
-    calls (>= ROUND_OFF; inf: diverged at every step), calls_* the calls until the relative gap
-    first reaches the tolerance (empty: censored)."""
+    calls (>= ROUND_OFF; inf with no h: diverged at every step), calls_* the calls until the
+    relative gap first reaches the tolerance (value and h empty: censored)."""
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -68,15 +71,17 @@ def write_instances(path: Path, results: Sequence[MethodResult]) -> None:
     atomic_write(path, write)
 
 
-def write_curves(path: Path, results: Sequence[MethodResult]) -> None:
+def write_curves(path: Path, results: Sequence[MethodResult], seed: int) -> None:
     """problem,kappa,c_log,eps,seed,scheme,h,calls,gap: the relative gap (>= ROUND_OFF) after
-    `calls` oracle calls of the step that is best for the gap at K, at log-spaced checkpoints."""
+    `calls` oracle calls of the step that is best for the gap at K, at the checkpoints of
+    `flow.checkpoints`, for every instance of one ``seed`` (the one gap_vs_calls.png shows; all
+    seeds would make the file several MB)."""
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow([*KEY_COLUMNS, "h", "calls", "gap"])
-            for r in results:
+            for r in (r for r in results if r.instance.seed == seed):
                 h = _num(r.choices[0].h)
                 for calls, gap in r.curve:
                     w.writerow([*_key(r), h, calls, f"{gap:.4e}"])
@@ -115,61 +120,64 @@ def _best_h(counts: dict[float, int]) -> str:
     return ", ".join(f"{h:g}: {n}" for h, n in counts.items()) or "–"
 
 
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def gap_table(cells: Sequence[Cell]) -> list[str]:
-    lines = [
-        "| instance | scheme | classical/scheme gap at K: median [quartiles] | wins/seeds "
-        "| Wilcoxon p | best h: seeds |",
-        "|---|---|---|---|---|---|",
-    ]
+    header = ["instance", "scheme", "classical/scheme gap at K: median [quartiles]",
+              "wins/seeds", "Wilcoxon p", "best h: seeds"]  # fmt: skip
+    rows = []
     for c in cells:
         g = c.gap
         wins = f"{g.wins}/{g.n}" + (f" ({g.ties} tied)" if g.ties else "")
-        lines.append(
-            f"| {_instance_label(c)} | {c.scheme} | {_r(g.median)} [{_r(g.q1)}, {_r(g.q3)}] "
-            f"| {wins} | {_p(g.p)} | {_best_h(c.h[METRICS[0]])} |"
-        )
-    return lines
+        rows.append([_instance_label(c), c.scheme, f"{_r(g.median)} [{_r(g.q1)}, {_r(g.q3)}]",
+                     wins, _p(g.p), _best_h(c.h[METRICS[0]])])  # fmt: skip
+    return _table(header, rows)
+
+
+def _calls_entry(s: CallsStat) -> str:
+    ratio = f"{_r(s.median)} [{_r(s.q1)}, {_r(s.q3)}] (n = {s.both})" if s.both else "–"
+    return (
+        f"{ratio}; {s.wins} W / {s.losses} L; censored {s.censored_classical} / {s.censored_scheme}"
+    )
 
 
 def calls_table(cells: Sequence[Cell]) -> list[str]:
-    head = " | ".join(f"calls to {m.split('_')[1]}" for m in METRICS[1:])
-    lines = [f"| instance | scheme | {head} |", "|---|---|" + "---|" * len(METRICS[1:])]
-    for c in cells:
-        entries = []
-        for m in METRICS[1:]:
-            s = c.calls[m]
-            ratio = f"{_r(s.median)} [{_r(s.q1)}, {_r(s.q3)}] (n = {s.both})" if s.both else "–"
-            entries.append(
-                f"{ratio}; {s.wins} W / {s.losses} L; censored {s.censored_classical} / "
-                f"{s.censored_scheme}"
-            )
-        lines.append(f"| {_instance_label(c)} | {c.scheme} | " + " | ".join(entries) + " |")
-    return lines
+    header = ["instance", "scheme", *(f"calls to {m.split('_')[1]}" for m in METRICS[1:])]
+    rows = [[_instance_label(c), c.scheme, *(_calls_entry(c.calls[m]) for m in METRICS[1:])]
+            for c in cells]  # fmt: skip
+    return _table(header, rows)
 
 
 def control_table(control: Sequence[ControlRatio]) -> list[str]:
-    lines = [
-        "| ε | initial states | RK4 step / horizon | gradient flow: mean time | damped "
-        "Hamiltonian: mean time | ratio |",
-        "|---|---|---|---|---|---|",
-    ]
+    header = ["ε", "initial states", "RK4 step / horizon", "gradient flow: mean time",
+              "damped Hamiltonian: mean time", "ratio"]  # fmt: skip
+    rows = []
     for c in control:
         g, h = sum(c.gradient) / len(c.gradient), sum(c.hamiltonian) / len(c.hamiltonian)
-        lines.append(
-            f"| {c.eps:g} | {c.initial} | {c.dt:g} / {c.horizon:g} | {g:.1f} | {h:.1f} "
-            f"| **{c.ratio:.2f}x** |"
-        )
-    return lines
+        rows.append([f"{c.eps:g}", c.initial, f"{c.dt:g} / {c.horizon:g}", f"{g:.1f}",
+                     f"{h:.1f}", f"**{c.ratio:.2f}x**"])  # fmt: skip
+    return _table(header, rows)
 
 
-def markdown(
-    cfg: FlowStudyConfig,
-    cells: Sequence[Cell],
-    control: Sequence[ControlRatio],
-    command: str,
-    wall_seconds: float,
-    jobs: int,
-) -> str:
+@dataclass(frozen=True)
+class Summary:
+    """What summary.md and summary.json state about a study."""
+
+    cfg: FlowStudyConfig
+    cells: Sequence[Cell]
+    control: Sequence[ControlRatio]
+    command: str
+    wall_seconds: float
+    jobs: int
+
+
+def markdown(summary: Summary) -> str:
+    cfg, cells, control = summary.cfg, summary.cells, summary.control
+    command, wall_seconds, jobs = summary.command, summary.wall_seconds, summary.jobs
     budgets = ", ".join(f"{p} K = {cfg.budget(p)}" for p in cfg.problems)
     seeds, m = cfg.seeds, machine()
     lines = [
@@ -233,27 +241,21 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def summary_dict(
-    cfg: FlowStudyConfig,
-    cells: Sequence[Cell],
-    control: Sequence[ControlRatio],
-    command: str,
-    wall_seconds: float,
-    jobs: int,
-) -> dict[str, Any]:
+def summary_dict(summary: Summary) -> dict[str, Any]:
+    cfg = summary.cfg
     return _json_safe(
         {
             "format": FORMAT,
-            "command": command,
-            "wall_seconds": wall_seconds,
-            "jobs": jobs,
+            "command": summary.command,
+            "wall_seconds": summary.wall_seconds,
+            "jobs": summary.jobs,
             "machine": machine(),
             "config": dataclasses.asdict(cfg),
             "budgets": {p: cfg.budget(p) for p in cfg.problems},
             "h_grid": list(H_GRID),
             "round_off": ROUND_OFF,
-            "cells": [dataclasses.asdict(c) for c in cells],
-            "control": [{**dataclasses.asdict(c), "ratio": c.ratio} for c in control],
+            "cells": [dataclasses.asdict(c) for c in summary.cells],
+            "control": [{**dataclasses.asdict(c), "ratio": c.ratio} for c in summary.control],
             "files": list(FILES),
         }
     )
@@ -263,13 +265,24 @@ def summary_dict(
 # Figures
 
 
-def _pyplot():
+def _grid(panels: int) -> tuple[Any, Any, list[Any]]:
+    """pyplot, a figure and its axes (row-major): up to three panels per row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt
+    cols, rows = min(3, max(1, panels)), max(1, math.ceil(panels / 3))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    return plt, fig, list(axes.flat)
+
+
+def _save(plt: Any, fig: Any, unused: Sequence[Any], path: Path) -> None:
+    for ax in unused:
+        ax.set_visible(False)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    plt.close(fig)
 
 
 def _positive(x: float) -> float:
@@ -280,15 +293,10 @@ def _positive(x: float) -> float:
 def plot_ratios(path: Path, cells: Sequence[Cell]) -> None:
     """Median classical/scheme gap ratio vs κ with the quartile band, one line per scheme; one
     panel per problem with a κ and c_log."""
-    plt = _pyplot()
     panels = sorted({(c.problem, c.c_log, c.eps) for c in cells if "kappa" in READS[c.problem]},
                     key=lambda k: (k[0], k[1], k[2] or 0.0))  # fmt: skip
-    fig, axes = plt.subplots(
-        max(1, math.ceil(len(panels) / 3)), min(3, max(1, len(panels))),
-        figsize=(5 * min(3, max(1, len(panels))), 3.8 * max(1, math.ceil(len(panels) / 3))),
-        squeeze=False,
-    )  # fmt: skip
-    for ax, (problem, c_log, eps) in zip(axes.flat, panels, strict=False):
+    plt, fig, axes = _grid(len(panels))
+    for ax, (problem, c_log, eps) in zip(axes, panels, strict=False):
         part = [c for c in cells if (c.problem, c.c_log, c.eps) == (problem, c_log, eps)]
         for scheme in dict.fromkeys(c.scheme for c in part):
             rows = sorted((c for c in part if c.scheme == scheme), key=lambda c: c.kappa)
@@ -304,14 +312,13 @@ def plot_ratios(path: Path, cells: Sequence[Cell]) -> None:
         ax.set_xlabel("condition number κ")
         ax.set_ylabel("classical gap / scheme gap at K")
         ax.set_title(f"{problem}, c_log = {c_log:g}", fontsize=9)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
     if panels:
-        axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Median and quartiles over seeds (> 1: the scheme is better)", fontsize=10)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+        axes[0].legend(fontsize=7)
+    fig.suptitle(
+        "Median and quartiles over seeds (> 1: the scheme is better; 0 = diverged at every step "
+        "and ∞ are not drawn)", fontsize=10,
+    )  # fmt: skip
+    _save(plt, fig, axes[len(panels) :], path)
 
 
 def representative(results: Sequence[MethodResult], cfg: FlowStudyConfig) -> list[tuple]:
@@ -332,12 +339,9 @@ def representative(results: Sequence[MethodResult], cfg: FlowStudyConfig) -> lis
 def plot_curves(path: Path, results: Sequence[MethodResult], cfg: FlowStudyConfig) -> None:
     """Relative gap vs oracle calls for one seed per panel (`representative`), every method at
     its best step for the gap at K."""
-    plt = _pyplot()
     panels = representative(results, cfg)
-    cols = min(3, max(1, len(panels)))
-    rows = max(1, math.ceil(len(panels) / 3))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
-    for ax, (problem, kappa, eps, c_log) in zip(axes.flat, panels, strict=False):
+    plt, fig, axes = _grid(len(panels))
+    for ax, (problem, kappa, eps, c_log) in zip(axes, panels, strict=False):
         for r in results:
             i = r.instance
             if (i.problem, i.kappa, i.eps, i.c_log, i.seed) != (
@@ -346,8 +350,9 @@ def plot_curves(path: Path, results: Sequence[MethodResult], cfg: FlowStudyConfi
                 continue
             style = {"color": "black", "linewidth": 2.2} if r.scheme == CLASSICAL else {}
             calls, gaps = zip(*r.curve, strict=True)
-            ax.plot(calls, [_positive(g) for g in gaps],
-                    label=f"{r.scheme} (h={r.choices[0].h:g})", **style)  # fmt: skip
+            h = r.choices[0].h
+            label = f"{r.scheme} ({'diverged' if h is None else f'h={h:g}'})"
+            ax.plot(calls, [_positive(g) for g in gaps], label=label, **style)
         ax.set_yscale("log")
         ax.set_xlabel("oracle calls")
         ax.set_ylabel("relative energy gap")
@@ -356,11 +361,7 @@ def plot_curves(path: Path, results: Sequence[MethodResult], cfg: FlowStudyConfi
         )
         ax.set_title(f"{problem}, {label}, seed {cfg.seeds[0]}", fontsize=9)
         ax.legend(fontsize=6, ncol=2)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    _save(plt, fig, axes[len(panels) :], path)
 
 
 def write_report(
@@ -375,10 +376,10 @@ def write_report(
     """Every file of `FILES` into ``out``; returns the cells of the summary."""
     cells = summarize(results)
     write_instances(out / INSTANCES_CSV, results)
-    write_curves(out / CURVES_CSV, results)
-    args = (cfg, cells, control, command, wall_seconds, jobs)
-    atomic_write_text(out / SUMMARY_MD, markdown(*args))
-    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary_dict(*args), indent=1) + "\n")
+    write_curves(out / CURVES_CSV, results, cfg.seeds[0])
+    summary = Summary(cfg, cells, control, command, wall_seconds, jobs)
+    atomic_write_text(out / SUMMARY_MD, markdown(summary))
+    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary_dict(summary), indent=1) + "\n")
     plot_ratios(out / RATIO_PNG, cells)
     plot_curves(out / CURVES_PNG, results, cfg)
     return cells
