@@ -18,6 +18,7 @@ from sympformer.compare.flow import (
     ROUND_OFF,
     FlowStudyConfig,
     Instance,
+    calls_to,
     choose,
     gap_histories,
 )
@@ -124,6 +125,13 @@ def test_best_step_is_chosen_per_metric_with_censoring():
     assert best["calls_1e-6"] == (None, None)
     assert result.curve[0] == (0, 1.0)
     assert result.curve[-1] == (16, 1e-5)
+
+
+def test_a_tolerance_counts_as_reached_only_if_the_gap_stays_below_it():
+    gaps = torch.tensor([1, 1e-3, 0.5, 1e-3, 1e-4, 1e-5], dtype=torch.float64)
+    assert calls_to(gaps, 1e-2, 1) == 3  # the dip at 1 call does not count
+    assert calls_to(gaps, 1e-4, 4) == 16
+    assert calls_to(gaps, 1e-6, 1) is None
 
 
 def test_round_off_gaps_tie_and_go_to_the_faster_run():

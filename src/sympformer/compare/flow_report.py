@@ -54,8 +54,8 @@ def _key(r: MethodResult) -> list[str]:
 
 def write_instances(path: Path, results: Sequence[MethodResult]) -> None:
     """problem,kappa,c_log,eps,seed,scheme,metric,h,value: gap_at_K is the relative gap after K
-    calls (>= ROUND_OFF; inf with no h: diverged at every step), calls_* the calls until the
-    relative gap first reaches the tolerance (value and h empty: censored)."""
+    calls (>= ROUND_OFF; inf with no h: diverged at every step), calls_* the calls after which
+    the relative gap stays <= the tolerance up to K (value and h empty: censored)."""
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as f:
@@ -195,11 +195,11 @@ def markdown(summary: Summary) -> str:
         f"are relative to the initial gap; below {ROUND_OFF:g} they are round-off and tie. "
         "Ratios are classical/scheme, so > 1 means the scheme is better. The Wilcoxon "
         "signed-rank test (two-sided, scipy.stats.wilcoxon, zero differences dropped) is on "
-        "the paired log gaps at K. Calls: until the relative gap first reaches the tolerance; "
-        "censored = not within K, never replaced by a number: the quartiles are over the seeds "
-        "where both methods reached it (n), W/L count the seeds where the scheme needs fewer/more "
-        "calls (reaching it when the other does not counts), and censored gives classical / "
-        "scheme.",
+        "the paired log gaps at K. Calls: after which the relative gap stays below the tolerance "
+        "up to K; censored = not within K, never replaced by a number: the quartiles are over "
+        "the seeds where both methods reached it (n), W/L count the seeds where the scheme needs "
+        "fewer/more calls (reaching it when the other does not counts), and censored gives "
+        "classical / scheme.",
     ]
     for problem in cfg.problems:
         part = [c for c in cells if c.problem == problem]
