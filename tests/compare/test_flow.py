@@ -199,6 +199,8 @@ def test_calls_stat_never_invents_censored_values():
         ({"kappa": (-10.0,)}, "FlowStudyConfig.kappa=(-10.0,)"),
         ({"kappa": ()}, "FlowStudyConfig.kappa=()"),
         ({"c_log": (math.nan,)}, "FlowStudyConfig.c_log"),
+        ({"eps": ("x",)}, "FlowStudyConfig.eps=('x',)"),
+        ({"c_lin": -1.0}, "FlowStudyConfig.c_lin=-1.0 must be a number >= 0"),
         ({"problems": ("rbf",)}, "FlowStudyConfig.problems=('rbf',)"),
         ({"schemes": ("rk4",)}, "unknown integrator 'rk4'"),
         ({"calls": 10_001}, "FlowStudyConfig.calls=10001 must be in 1..10000"),

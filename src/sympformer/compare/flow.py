@@ -61,15 +61,18 @@ READS: dict[str, tuple[str, ...]] = {
 (SPEC §5.1); the sphere has no conditioning; only the control has ε."""
 
 
-def _floats(name: str, values: tuple[float, ...], low: float, strict: bool) -> tuple[float, ...]:
-    values = tuple(float(v) for v in values)
-    bad = [v for v in values if not (math.isfinite(v) and (v > low if strict else v >= low))]
-    if not values or bad:
-        bound = f"> {low:g}" if strict else f">= {low:g}"
+def _numbers(name: str, values: object, low: float) -> tuple[float, ...]:
+    """``values`` as a non-empty tuple of finite floats >= low; else one ValueError naming the
+    field."""
+    try:
+        out = tuple(float(v) for v in values)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        out = ()
+    if not out or not all(math.isfinite(v) and v >= low for v in out):
         raise ValueError(
-            f"FlowStudyConfig.{name}={values!r} must be a non-empty list of numbers {bound}"
+            f"FlowStudyConfig.{name}={values!r} must be a non-empty list of numbers >= {low:g}"
         )
-    return values
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,12 @@ class FlowStudyConfig:
                 f"{list(get_args(ProblemName))}"
             )
         object.__setattr__(self, "problems", tuple(dict.fromkeys(problems)))
-        object.__setattr__(self, "kappa", _floats("kappa", tuple(self.kappa), 1.0, False))
-        object.__setattr__(self, "c_log", _floats("c_log", tuple(self.c_log), 0.0, False))
-        object.__setattr__(self, "eps", _floats("eps", tuple(self.eps), 0.0, False))
-        _floats("c_lin", (self.c_lin,), 0.0, False)
+        for name, low in (("kappa", 1.0), ("c_log", 0.0), ("eps", 0.0)):
+            object.__setattr__(self, name, _numbers(name, getattr(self, name), low))
+        if not (
+            isinstance(self.c_lin, int | float) and math.isfinite(self.c_lin) and self.c_lin >= 0
+        ):
+            raise ValueError(f"FlowStudyConfig.c_lin={self.c_lin!r} must be a number >= 0")
         seeds = self.seeds
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             if seeds < 1:
