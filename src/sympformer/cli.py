@@ -145,7 +145,8 @@ def flow(
 
     Args:
         problem: linear (Stein flow), softmax (mobility B/z, convex potential), sphere (attention
-            energy on the sphere), control (the authors' positive control); a list runs each.
+            energy on the sphere), control (the authors' positive control, kappa = 100); a list
+            runs each.
         kappa: Condition numbers >= 1 (linear, softmax).
         c_log: Damping c_log >= 0 (linear, softmax, sphere; the control has its own heavy-ball
             damping, alpha = 0.2).

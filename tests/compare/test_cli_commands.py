@@ -5,6 +5,7 @@ import pytest
 from sympformer.cli import main
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_flow_command_runs_a_study_and_prints_its_summary(tmp_path, capsys):
     main(
         [
@@ -33,10 +34,12 @@ def test_flow_command_runs_a_study_and_prints_its_summary(tmp_path, capsys):
     assert (tmp_path / "gap_vs_calls.png").is_file()
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_one_seed_is_the_single_instance_of_old(tmp_path, capsys):
-    main(["flow", "--problem", "control", "--seeds", "1", "--calls", "8", "--schemes", "tao",
+    main(["flow", "--problem", "softmax", "--seeds", "1", "--calls", "8", "--schemes", "tao",
           "--out", str(tmp_path)])  # fmt: skip
-    assert "| κ = 100, ε = 0.2, c_log = 0 | tao |" in capsys.readouterr().out
+    assert "| κ = 100, c_log = 3 | tao | " in capsys.readouterr().out
+    assert len((tmp_path / "instances.csv").read_text().splitlines()) == 1 + 2 * 4
 
 
 @pytest.mark.parametrize(

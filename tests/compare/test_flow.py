@@ -31,6 +31,7 @@ from sympformer.dynamics.flows import linear_problem
 from tests.dynamics.helpers import Mutated
 
 GRID = torch.tensor(H_GRID, dtype=torch.float64)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: see conftest
 
 
 def _linear_ratio(seed, oracle=None):

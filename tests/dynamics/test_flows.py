@@ -28,6 +28,7 @@ from sympformer.dynamics.flows import (
 from tests.dynamics.helpers import F64, MUTATIONS, Mutated, linear_oracle, softmax_oracle
 
 DAMP = Damping(3.0, 1e-2)  # alpha = 3/t + 0.01
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: see conftest
 
 
 def _gaussian_setup(dist: str, n=3000, d=4, seed=0):

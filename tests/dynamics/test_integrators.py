@@ -24,6 +24,7 @@ from sympformer.dynamics.integrators import register
 from tests.dynamics.helpers import F64, MUTATIONS, Mutated, linear_oracle, softmax_oracle
 
 DAMP = Damping(3.0, 0.1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: see conftest
 
 
 class Counting:
