@@ -34,8 +34,8 @@ format: setup
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 flow: setup
-	$(VENV)/bin/sympformer flow --kernel linear --out runs/flow-linear
-	$(VENV)/bin/sympformer flow --kernel softmax --out runs/flow-softmax
+	$(VENV)/bin/sympformer flow --problem linear,softmax,control,sphere --kappa 10,100,1000 \
+		--c-log 1,3,5 --eps 0,0.2 --seeds 8 --jobs 2 --out runs/flow-study
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -3,7 +3,7 @@ work is callable from Python:
 
     sympformer train   [--preset P] [--config FILE] [--arch A --scheme S ...]   ExperimentConfig
     sympformer compare --runs a,b+drift=identity [--seeds 3] [--preset P] --out DIR   CompareConfig
-    sympformer flow    --problem linear,softmax [--kappa 10,100] [--seeds 8] --out DIR
+    sympformer flow    --problem linear,control [--kappa 10,100] [--seeds 8] --out DIR
     sympformer audit   [--archs a,b] [--schemes a,b] [--variants LABELS] [--dtype float64]
     sympformer sample  --ckpt RUN_OR_CHECKPOINT --prompt TEXT [--max-new-tokens N ...]
 
@@ -23,7 +23,7 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,9 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 
 from sympformer.compare.audit import AuditConfig, format_table, run_audit
-from sympformer.compare.flow import FlowConfig, flow_experiment
+from sympformer.compare.flow import FlowStudyConfig
+from sympformer.compare.flow_report import SUMMARY_MD
+from sympformer.compare.flow_study import run_study
 from sympformer.compare.plan import DEFAULT_COMPARE_PRESET, CompareConfig
 from sympformer.compare.runner import run_comparison
 from sympformer.data import DataConfig
@@ -80,12 +82,12 @@ def compare_command(
     print((out / summary["files"][0]).read_text(), end="")
 
 
-def flow_command(flow: FlowConfig, out: Path | None = None) -> None:
-    """The classical flow and the accelerated schemes at equal oracle calls (SPEC §5.1)."""
-    out = out or Path(f"runs/flow-{flow.problem}")
-    result = flow_experiment(flow, out)
-    print(result.table())
-    print(f"wrote {out / 'flow.csv'} and {out / 'flow.png'}")
+def flow_command(flow: FlowStudyConfig, out: Path, jobs: int = 1) -> None:
+    """Accelerated schemes vs the classical flow over seeds, conditioning and damping at equal
+    oracle calls (SPEC §5.1): each method at its best step of one grid per metric. Writes
+    OUT/instances.csv, curves.csv, summary.md/json and figures; prints summary.md."""
+    run_study(flow, out, jobs=jobs)
+    print((out / SUMMARY_MD).read_text(), end="")
 
 
 def audit_command(audit: AuditConfig) -> None:
@@ -126,6 +128,8 @@ class Command:
     skip: frozenset[str] = frozenset()
     """Fields of `config` that are not flags (filled from the sections)."""
     args: tuple[Arg, ...] = ()
+    aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Short flags of this command (after "-" -> "_"), e.g. --problem for --problems."""
 
 
 OUT = "Output folder."
@@ -142,7 +146,10 @@ COMMANDS: dict[str, Command] = {
         Arg("jobs", int, 1, "Runs trained side by side in separate processes."),
         Arg("threads", int | None, None, "Torch threads per run (default: CPU cores // jobs)."),
     )),
-    "flow": Command(flow_command, FlowConfig, args=(Arg("out", Path | None, None, OUT),)),
+    "flow": Command(flow_command, FlowStudyConfig, aliases={"--problem": "--problems"}, args=(
+        Arg("out", Path, Path("runs/flow-study"), OUT),
+        Arg("jobs", int, 1, "Processes that run problem instances side by side."),
+    )),
     "audit": Command(audit_command, AuditConfig),
     "sample": Command(sample_command, SampleConfig),
 }  # fmt: skip
@@ -190,13 +197,36 @@ def _is_list(kind: Any) -> bool:
     return any(typing.get_origin(k) in (tuple, list) for k in kinds)
 
 
+def _of_numbers(kind: Any) -> bool:
+    """A list type whose items are numbers (tuple[float, ...], int | tuple[int, ...])."""
+    kinds = (kind, *typing.get_args(kind))
+    items = [t for k in kinds if typing.get_origin(k) in (tuple, list) for t in typing.get_args(k)]
+    return bool(items) and all(t in (int, float, Ellipsis) for t in items)
+
+
+def _as_list(items: list[str], numbers: bool) -> str:
+    """Items as a JSON list: numbers bare (a non-number stays a string, for the config's own
+    error), anything else as strings."""
+    if not numbers:
+        return json.dumps(items)
+    return "[" + ", ".join(v if _is_number(v) else json.dumps(v) for v in items) + "]"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def normalize_flags(name: str, args: Sequence[str]) -> list[str]:
     """Flag names with "_" for "-" and aliases resolved ("--max-steps=5" becomes
     "--train.max_steps=5"); a bare boolean flag gets "true"; "a,b" for a list field becomes a JSON
     list (";" separates `pairs`)."""
     command = COMMANDS[name]
     types = _field_types(command)
-    aliases = ALIASES if command.sections else {}
+    aliases = {**(ALIASES if command.sections else {}), **command.aliases}
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -218,7 +248,8 @@ def normalize_flags(name: str, args: Sequence[str]) -> list[str]:
         if eq and kind is not None and _is_list(kind) and not value.lstrip().startswith("["):
             sep = ";" if flag == "--pairs" else ","
             if sep in value or not any(t is int for t in typing.get_args(kind)):
-                value = json.dumps([v.strip() for v in value.split(sep) if v.strip()])
+                items = [v.strip() for v in value.split(sep) if v.strip()]
+                value = _as_list(items, numbers=_of_numbers(kind))
         out += [f"{flag}={value}"] if joined else ([flag, value] if eq else [flag])
     return out
 

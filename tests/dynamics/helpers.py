@@ -71,3 +71,38 @@ def projected_oracles(kind: str, c=8, n_head=2, d=3, causal=True, ingredients="h
         return SoftmaxOracle(wq, wk, wo, n_head, dm=dm, nu=1.3, causal=causal, **fields)
     pot = QuadraticPotential(-sym(c))
     return LinearOracle(wq, wk, wo, n_head, potential=pot, causal=causal, **fields)
+
+
+MUTATIONS = ("no_kinetic", "double_force", "double_velocity", "flip_kinetic", "flip_force")
+"""Wrong forces for the negative controls of the flow tests: the kinetic terms of G removed (G
+evaluated at p = 0, where they vanish), G doubled, F doubled, the sign of the kinetic terms of G
+flipped, the sign of G flipped."""
+
+
+class Mutated:
+    """An oracle with a deliberately wrong velocity or force (one of `MUTATIONS`); a property that
+    holds for the right force must fail for each of these."""
+
+    def __init__(self, oracle, kind: str):
+        if kind not in MUTATIONS:
+            raise ValueError(f"unknown mutation {kind!r}")
+        self.oracle, self.kind = oracle, kind
+
+    def prepare(self, x, p):
+        return self.oracle.prepare(x, p)
+
+    def velocity(self, k, p):
+        v = self.oracle.velocity(k, p)
+        return 2 * v if self.kind == "double_velocity" else v
+
+    def force(self, k, p):
+        g = self.oracle.force(k, p)
+        if self.kind in ("double_force", "flip_force"):
+            return (2 if self.kind == "double_force" else -1) * g
+        if self.kind in ("no_kinetic", "flip_kinetic"):
+            g0 = self.oracle.force(k, torch.zeros_like(p))  # potential terms only
+            return g0 if self.kind == "no_kinetic" else 2 * g0 - g
+        return g
+
+    def field(self, k, p):
+        return self.velocity(k, p), self.force(k, p)

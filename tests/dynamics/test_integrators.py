@@ -21,9 +21,10 @@ from sympformer.dynamics import (
 )
 from sympformer.dynamics.flows import integrate, linear_problem, rk4, softmax_problem
 from sympformer.dynamics.integrators import register
-from tests.dynamics.helpers import F64, linear_oracle, softmax_oracle
+from tests.dynamics.helpers import F64, MUTATIONS, Mutated, linear_oracle, softmax_oracle
 
 DAMP = Damping(3.0, 0.1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny problems: see conftest
 
 
 class Counting:
@@ -141,7 +142,51 @@ def _small_linear_problem():
     return problem.oracle, s._replace(t=torch.tensor(1.0, dtype=F64))
 
 
+def _balance_defect(name, oracle, h, t_end=3.0):
+    r"""Discrete energy balance of ``name`` on the small linear problem from t = 1 to ``t_end``:
+    :math:`|H_n-H_0+\sum_k\frac h2(D_k+D_{k+1})|/|H_0|`, :math:`D=2\alpha(t)K` the exact
+    flow's dissipation rate (K = H(X, Y) - H(X, 0); trapezoid rule, second order). H from
+    `energies.py` with the right weights; the steps from ``oracle``."""
+    true, s = _small_linear_problem()
+
+    def kinetic(s):
+        return linear_hamiltonian(true, s.x, s.p) - linear_hamiltonian(true, s.x, 0 * s.p)
+
+    h0, rate, dissipated = linear_hamiltonian(true, s.x, s.p), DAMP.alpha(s.t) * 2 * kinetic(s), 0
+    for _ in range(round((t_end - 1.0) / h)):
+        s = SCHEMES[name].step(oracle, s, Steps(h, h, 1.0), DAMP)
+        new_rate = DAMP.alpha(s.t) * 2 * kinetic(s)
+        dissipated, rate = dissipated + h * (rate + new_rate) / 2, new_rate
+    return float(((linear_hamiltonian(true, s.x, s.p) - h0 + dissipated) / h0).abs())
+
+
+def _balance_rates(name, oracle):
+    """Defect ratios when h halves (0.04 -> 0.02 -> 0.01); 2^-order for a consistent force."""
+    defects = [_balance_defect(name, oracle, h) for h in (0.04, 0.02, 0.01)]
+    return [defects[1] / defects[0], defects[2] / defects[1]]
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_discrete_energy_balance_converges_at_the_declared_order(name):
+    """Energy lost over [1, 3] = the flow's dissipation, up to O(h^order): the scheme integrates
+    dH/dt = -2 alpha K of the right Hamiltonian (measured ratios within 0.03 of 2^-order)."""
+    for rate in _balance_rates(name, _small_linear_problem()[0]):
+        assert rate == pytest.approx(2.0 ** -SCHEMES[name].order, abs=0.06)
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+@pytest.mark.parametrize("name", ["presymp_euler", "tao"])
+def test_a_wrong_force_breaks_the_discrete_energy_balance(name, mutation):
+    """Negative controls: with a wrong force the defect does not shrink with h (measured ratios
+    0.88 to 1.3, or not finite)."""
+    rates = _balance_rates(name, Mutated(_small_linear_problem()[0], mutation))
+    expected = 2.0 ** -SCHEMES[name].order
+    assert not all(abs(r - expected) <= 0.06 for r in rates), rates
+
+
 def test_damped_hamiltonian_does_not_increase_along_presymplectic_euler():
+    """A property of the scheme (dissipative for any damped H), not of the force: wrong forces
+    keep it too, so the energy balance above checks the force."""
     oracle, s = _small_linear_problem()
     energy = [float(linear_hamiltonian(oracle, s.x, s.p))]
     for _ in range(300):
@@ -153,7 +198,8 @@ def test_damped_hamiltonian_does_not_increase_along_presymplectic_euler():
 
 def test_tao_conserves_energy_without_damping_and_dissipates_with_it():
     """Softmax mobility with a convex potential (nu = 0): H >= 0 is coercive, so orbits are bounded.
-    (The undamped linear flow is not: X collapses and Y blows up, even for RK4.)"""
+    (The undamped linear flow is not: X collapses and Y blows up, even for RK4.) A structural
+    property of Tao's map; the energy balance above checks the force."""
     problem = softmax_problem(n=8, d=3, kappa=10.0, seed=2)
     oracle, g = problem.oracle, torch.Generator().manual_seed(5)
     p0 = 0.5 * torch.randn(problem.x0.shape, generator=g, dtype=F64)
@@ -219,3 +265,17 @@ def test_untied_oracle_change_does_not_touch_the_registry():
     add = register("tao", order=2, oracle_calls=4, drift_uses_kick=True, h_init=0.1)
     with pytest.raises(ValueError, match="registered twice"):
         add(lambda *a: None)
+
+
+@pytest.mark.parametrize("name", ["tao", "strang"])
+def test_tao_rotation_is_computed_in_the_state_dtype(name):
+    """Python-float steps and binding give the float64 step of float64 tensors: an angle built as a
+    float32 tensor from Python floats costs about 1e-8 relative in float64 runs."""
+    oracle = softmax_oracle(c=3, n_head=2, causal=False)
+    s = _start()
+    floats = SCHEMES[name].step(oracle, s, Steps(0.3, 0.3, 1.7), DAMP)
+    tensors = Steps(*(torch.tensor(v, dtype=F64) for v in (0.3, 0.3, 1.7)))
+    exact = SCHEMES[name].step(oracle, s, tensors, DAMP)
+    assert floats.x.dtype == floats.p.dtype == F64
+    assert_close(floats.x, exact.x, rtol=0, atol=1e-15)
+    assert_close(floats.p, exact.p, rtol=0, atol=1e-15)

@@ -1,10 +1,14 @@
 r"""Particle flows: multi-step drivers, an RK4 reference, the Gaussian moment ODE and the demo
-problems of ``sympformer flow`` (SPEC §4.4, §5.1). Pure tensor code; no I/O."""
+problems of ``sympformer flow`` (SPEC §4.4, §5.1). Pure tensor code; no I/O.
+
+Only mathematics lives here: right-hand sides, integrators of whole trajectories and the problems
+(oracle, initial state, energy and its minimum). How methods are compared on them (the step grid,
+scoring, divergence, calls to a tolerance, statistics over seeds) is ``sympformer.compare``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +20,6 @@ from sympformer.dynamics.integrators import (
     Integrator,
     State,
     Steps,
-    euler,
     gradient_flow_velocity,
 )
 from sympformer.dynamics.oracles import LinearOracle, Oracle, QuadraticPotential, SoftmaxOracle
@@ -48,6 +51,16 @@ def hamiltonian_rhs(oracle: Oracle, damping: Damping) -> Callable[[Vector, Tenso
         x, p = y
         f, g = oracle.field(oracle.prepare(x, p), p)
         return f, g - damping.alpha(t) * p
+
+    return rhs
+
+
+def gradient_flow_rhs(oracle: Oracle) -> Callable[[Vector, Tensor], Vector]:
+    r"""The classical (first-order) flow :math:`\dot X=\Gamma(X)=F(X,G(X,0))` as an ODE right-hand
+    side of the 1-tuple ``(x,)``: the metric applied to minus the energy gradient."""
+
+    def rhs(y: Vector, t: Tensor) -> Vector:
+        return (gradient_flow_velocity(oracle, y[0]),)
 
     return rhs
 
@@ -100,29 +113,41 @@ def linear_moment_rhs(a: Tensor, v: Tensor, damping: Damping) -> Callable[[Vecto
 
 @dataclass(frozen=True)
 class FlowProblem:
+    """One demo problem: a global (bidirectional) oracle with fixed weights, the initial positions
+    (momenta start at 0) and the energy of the first-order flow, whose gap to the minimum is the
+    convergence measure. Energies are per batch element, so one problem may carry a batch of
+    independent copies of its particles (the same weights, e.g. one copy per step size)."""
+
     name: str
     description: str
     oracle: Oracle  # global (bidirectional) oracle with fixed weights
     x0: Tensor  # (1, N, d) initial positions; momenta start at 0
-    energy: Callable[[Tensor], Tensor]  # the first-order flow's energy, x (1, N, d) -> 0-d
+    energy: Callable[[Tensor], Tensor]  # the first-order flow's energy, x (B, N, d) -> (B,)
     minimum: float  # its minimum value
-    distance: Callable[[Tensor], Tensor]  # distance to the minimiser / target statistic
-    constraint: Callable[[State], State] | None = None
+    constraint: Callable[[State], State] | None = None  # applied after every step
+    damping: Damping | None = None  # the problem's own damping; None: the experiment chooses
+    kappa: float | None = None  # condition number of the potential (None: no potential)
 
     def gap(self, x: Tensor) -> Tensor:
-        """Energy gap to the minimum, 0-d."""
+        """Energy gap to the minimum, (B,) for x (B, N, d)."""
         return self.energy(x) - self.minimum
 
 
 def _logspace_diag(d: int, kappa: float, dtype: torch.dtype) -> Tensor:
+    """diag(logspace(0, -log10 κ, d)): eigenvalues from 1 down to 1/κ, condition number κ."""
     return torch.diag(torch.logspace(0, -math.log10(kappa), d, dtype=dtype))
 
 
-def linear_problem(n: int = 256, d: int = 10, kappa: float = 100.0, seed: int = 0) -> FlowProblem:
+def _mean_potential(pot: QuadraticPotential) -> Callable[[Tensor], Tensor]:
+    """x (B, N, d) -> the mean of W(x_i) over the particles, (B,)."""
+    return lambda x: pot.energy(x).mean(-1)
+
+
+def linear_problem(kappa: float = 100.0, seed: int = 0, n: int = 256, d: int = 10) -> FlowProblem:
     r"""Stein flow of :math:`W(x)=-\frac12x^\top Vx`,
-    :math:`V=-\mathrm{diag}(\mathrm{logspace}(0,-\log_{10}
-    \kappa,d))`, kernel :math:`y^\top x` (A = I); :math:`X^0\sim\mathcal N(0,I)`; minimiser: X =
-    0."""
+    :math:`V=-\mathrm{diag}(\mathrm{logspace}(0,-\log_{10}\kappa,d))`, kernel :math:`y^\top x`
+    (A = I), N = 256, d = 10; :math:`X^0\sim\mathcal N(0,I)` (the seed's generator). Minimiser:
+    X = 0. Energy: the mean of W over the particles."""
     dtype = torch.float64
     g = torch.Generator().manual_seed(seed)
     eye = torch.eye(d, dtype=dtype)
@@ -134,17 +159,17 @@ def linear_problem(n: int = 256, d: int = 10, kappa: float = 100.0, seed: int = 
         f"Stein flow, bilinear kernel y^T x, quadratic potential (kappa={kappa:g}), N={n}, d={d}",
         oracle,
         x0,
-        energy=lambda x: pot.energy(x).mean(),
+        energy=_mean_potential(pot),
         minimum=0.0,
-        distance=lambda x: x.pow(2).sum(-1).mean().sqrt(),
+        kappa=kappa,
     )
 
 
-def softmax_problem(n: int = 64, d: int = 8, kappa: float = 100.0, seed: int = 0) -> FlowProblem:
-    r"""Softmax-kernel mobility :math:`B/\bar z_i` (B = I, random symmetric A, ‖A‖ = 0.3) with the
-    convex potential :math:`W(x)=\frac12(x-m)^\top Q(x-m)`,
-    :math:`Q=\mathrm{diag}(\mathrm{logspace}(0,-\log_{10}
-    \kappa,d))`, m = 1; ν = 0. Minimiser: every particle at m."""
+def softmax_problem(kappa: float = 100.0, seed: int = 0, n: int = 64, d: int = 8) -> FlowProblem:
+    r"""Softmax-kernel mobility :math:`B/\bar z_i` with the convex potential
+    :math:`W(x)=\frac12(x-m)^\top Q(x-m)`, :math:`Q=\mathrm{diag}(\mathrm{logspace}(0,-\log_{10}
+    \kappa,d))`, m = 1; B = I, ν = 0, N = 64, d = 8. The seed's generator draws a random symmetric
+    A (‖A‖ = 0.3), then :math:`X^0\sim\mathcal N(0,I)`. Minimiser: every particle at m."""
     dtype = torch.float64
     g = torch.Generator().manual_seed(seed)
     r = torch.randn(d, d, generator=g, dtype=dtype)
@@ -159,9 +184,9 @@ def softmax_problem(n: int = 64, d: int = 8, kappa: float = 100.0, seed: int = 0
         f"softmax mobility B/z, convex quadratic potential (kappa={kappa:g}), N={n}, d={d}",
         oracle,
         x0,
-        energy=lambda x: pot.energy(x).mean(),
+        energy=_mean_potential(pot),
         minimum=0.0,
-        distance=lambda x: (x - pot.m).pow(2).sum(-1).mean().sqrt(),
+        kappa=kappa,
     )
 
 
@@ -170,11 +195,11 @@ def _on_sphere(s: State) -> State:
     return s._replace(x=x, p=s.p - (s.p * x).sum(-1, keepdim=True) * x)
 
 
-def sphere_problem(n: int = 64, d: int = 8, seed: int = 0) -> FlowProblem:
+def sphere_problem(seed: int = 0, n: int = 64, d: int = 8) -> FlowProblem:
     r"""Pure attention energy :math:`-\frac1{2N^2}\sum e^{x_i\cdot x_j}` on the unit sphere, A = V =
     B = I, ν = 1: positions renormalised and momenta projected to the tangent space after every
-    step. Minimiser: one cluster. The accelerated flow is *slower* here (SPEC §5.1: a negative
-    result)."""
+    step. Minimiser: one cluster, energy :math:`-e/2`. The accelerated flow is *slower* here (SPEC
+    §5.1: a negative result)."""
     dtype = torch.float64
     g = torch.Generator().manual_seed(seed)
     eye = torch.eye(d, dtype=dtype)
@@ -186,10 +211,51 @@ def sphere_problem(n: int = 64, d: int = 8, seed: int = 0) -> FlowProblem:
         f"attention energy on the unit sphere (clustering), N={n}, d={d}",
         oracle,
         x0,
-        energy=lambda x: interaction_energy(x, eye)[0],
+        energy=lambda x: interaction_energy(x, eye),
         minimum=-0.5 * math.e,
-        distance=lambda x: 1 - x.mean(-2).norm(dim=-1)[0],
         constraint=_on_sphere,
+    )
+
+
+CONTROL_KAPPA = 100.0
+"""Condition number of the authors' positive control (SPEC §5.1)."""
+
+
+def control_initial_positions(z: Tensor, kappa: float = CONTROL_KAPPA) -> Tensor:
+    r"""The control's initial law from standard normals z (..., N, d): coordinate k scaled by
+    :math:`\frac12\sqrt{\mu/H_{kk}}`, :math:`\mu=1/\kappa`, so every eigen-direction of H starts
+    with the same share of the objective (the authors' E021 setting)."""
+    h = _logspace_diag(z.shape[-1], kappa, z.dtype).diagonal().flip(0)  # 1/κ, ..., 1
+    return 0.5 * torch.sqrt(h[0] / h) * z
+
+
+def control_problem(
+    eps: float = 0.2, seed: int = 0, n: int = 16, d: int = 2, kappa: float = CONTROL_KAPPA
+) -> FlowProblem:
+    r"""The authors' positive control ("E021", SPEC §5.1): softmax mobility :math:`B/\bar z_i` with
+    A = εI, B = I, ν = 0 and :math:`W(x)=\frac12x^\top Hx`, H = diag(1/κ, 1) (κ = 100), N = 16,
+    d = 2; heavy-ball damping :math:`\alpha=2\sqrt{\mu}=0.2` (:math:`c_{\log}=0`,
+    :math:`c_{\rm lin}=0.2`), the problem's own. :math:`X^0` from
+    :func:`control_initial_positions` of the seed's standard normals. Minimiser: X = 0."""
+    dtype = torch.float64
+    g = torch.Generator().manual_seed(seed)
+    eye = torch.eye(d, dtype=dtype)
+    h = torch.diag(_logspace_diag(d, kappa, dtype).diagonal().flip(0))  # diag(1/κ, ..., 1)
+    pot = QuadraticPotential(h)
+    oracle = SoftmaxOracle(
+        eps * eye, eye, eye, n_head=1, nu=0.0, scale=1.0, potential=pot, causal=False
+    )
+    x0 = control_initial_positions(torch.randn(1, n, d, generator=g, dtype=dtype), kappa)
+    return FlowProblem(
+        "control",
+        f"authors' positive control: softmax mobility, A = {eps:g} I, quadratic potential "
+        f"(kappa={kappa:g}), heavy-ball damping, N={n}, d={d}",
+        oracle,
+        x0,
+        energy=_mean_potential(pot),
+        minimum=0.0,
+        damping=Damping(0.0, 2 / math.sqrt(kappa)),
+        kappa=kappa,
     )
 
 
@@ -197,85 +263,7 @@ PROBLEMS: dict[str, Callable[..., FlowProblem]] = {
     "linear": linear_problem,
     "softmax": softmax_problem,
     "sphere": sphere_problem,
+    "control": control_problem,
 }
-
-
-# ------------------------------------------------------------------------------------------
-# Fair comparison at equal oracle calls
-
-
-CLASSICAL = "classical"
-H_GRID = (0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
-THETA = 0.5
-"""Rotation angle 2ξh of Tao's binding per step in the demos (the models' initial binding)."""
-
-
-@dataclass(frozen=True)
-class Trace:
-    scheme: str
-    h: float
-    calls: list[int]  # oracle calls after each step (0 first)
-    gap: list[float]  # energy gap after each step (inf once diverged)
-    distance: list[float]
-
-    @property
-    def final_gap(self) -> float:
-        return self.gap[-1]
-
-    def calls_to(self, tol: float) -> int | None:
-        """Oracle calls needed to reach gap <= tol (None if never within the budget)."""
-        return next((c for c, g in zip(self.calls, self.gap, strict=True) if g <= tol), None)
-
-    def score(self, floor: float) -> tuple[float, float]:
-        """Ranking of step sizes: the final gap (at least ``floor``, so that runs in round-off tie),
-        then the mean log gap over the run (faster convergence wins the tie)."""
-        clipped = [max(g, floor) for g in self.gap]
-        return clipped[-1], sum(math.log(g) for g in clipped) / len(clipped)
-
-
-def run_trace(
-    problem: FlowProblem,
-    scheme: Integrator | None,
-    h: float,
-    calls: int,
-    damping: Damping,
-) -> Trace:
-    """Runs ``scheme`` (None: explicit Euler of the classical gradient flow) for ``calls`` oracle
-    calls from rest; a run that blows up (or whose gap grows 1e6-fold) counts as +inf from then
-    on."""
-    per_step = 1 if scheme is None else scheme.oracle_calls
-    name = CLASSICAL if scheme is None else scheme.name
-    x0 = problem.x0
-    s = State(x0, torch.zeros_like(x0), torch.tensor(damping.t0, dtype=x0.dtype))
-    steps = Steps(h, h, THETA / (2 * h))
-    gap0 = float(problem.gap(x0))
-    trace = Trace(name, h, [0], [gap0], [float(problem.distance(x0))])
-    gap = dist = math.inf
-    for i in range(1, calls // per_step + 1):
-        if math.isfinite(gap) or i == 1:
-            if scheme is None:
-                s = s._replace(x=euler(lambda x: gradient_flow_velocity(problem.oracle, x), s.x, h))
-            else:
-                s = scheme.step(problem.oracle, s, steps, damping)
-            if problem.constraint is not None:
-                s = problem.constraint(s)
-            gap, dist = float(problem.gap(s.x)), float(problem.distance(s.x))
-            if not (math.isfinite(gap) and math.isfinite(dist) and gap <= 1e6 * (abs(gap0) + 1)):
-                gap = dist = math.inf
-        trace.calls.append(i * per_step)
-        trace.gap.append(gap)
-        trace.distance.append(dist)
-    return trace
-
-
-def best_trace(
-    problem: FlowProblem,
-    scheme: Integrator | None,
-    calls: int,
-    damping: Damping,
-    grid: Sequence[float] = H_GRID,
-) -> Trace:
-    """The best run over the step grid (every method gets the same grid; see `Trace.score`)."""
-    traces = [run_trace(problem, scheme, h, calls, damping) for h in grid]
-    floor = 1e-13 * abs(traces[0].gap[0])
-    return min(traces, key=lambda tr: tr.score(floor))
+"""Problem name -> its constructor (keyword arguments: kappa or eps where the problem has one,
+seed)."""
