@@ -8,6 +8,7 @@ import torch
 from torch.utils import benchmark
 
 from sympformer.model import ModelConfig, Variant, grid
+from sympformer.train import TrainConfig, build_optimizer
 
 BASELINE = Variant("gpt")
 """The model every ratio is measured against."""
@@ -47,3 +48,21 @@ def interleaved(
         for name, fn in fns.items():
             samples[name] += median_time(fn, 1, min_run_time)
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def train_step(model, batch: int, fwd=None, context: int | None = None):
+    """One optimizer step of the training path: forward + backward + AdamW on the model's parameter
+    groups (`train.build_optimizer`: fused where PyTorch has it), on fixed random tokens (B, T).
+    ``fwd``: the module the forward runs through (e.g. ``torch.compile(model)``)."""
+    cfg = model.cfg
+    opt = build_optimizer(model, TrainConfig())
+    idx = torch.randint(cfg.vocab_size, (batch, (context or cfg.block_size) + 1))
+    fwd = model if fwd is None else fwd
+
+    def run():
+        _, loss = fwd(idx[:, :-1], idx[:, 1:])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return run

@@ -1,9 +1,11 @@
 """Peak memory of one training step at context 1024 relative to `gpt` (a fresh process each).
 
     python -m benchmarks.memory
+    python -m benchmarks.memory --activation-checkpointing   # recompute each block in backward
 
 Measures the growth of the process's peak resident set (ru_maxrss) over one forward + backward +
-AdamW step after the model is built, so Python and library overhead cancel.
+AdamW step (the training path's optimizer) after the model is built, so Python and library
+overhead cancel.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import torch
 from benchmarks.common import paper_config, variants
 
 
-def _child(label: str, context: int, batch: int) -> None:
+def _child(label: str, context: int, batch: int, checkpointing: bool) -> None:
     from sympformer import Variant, build_model
+    from sympformer.train import TrainConfig, build_optimizer
 
     torch.manual_seed(0)
     model = build_model(paper_config(Variant.parse(label), context))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.activation_checkpointing = checkpointing
+    opt = build_optimizer(model, TrainConfig())
     idx = torch.randint(model.cfg.vocab_size, (batch, context + 1))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _, loss = model(idx[:, :-1], idx[:, 1:])
@@ -34,32 +38,34 @@ def _child(label: str, context: int, batch: int) -> None:
     print(json.dumps({"peak_mib": (after - before) / 1024}))
 
 
+def peak_mib(label: str, context: int, batch: int, checkpointing: bool = False) -> float:
+    """Peak memory growth (MiB) of one training step of ``label``, in a fresh process."""
+    cmd = [sys.executable, "-m", "benchmarks.memory", "--context", str(context)]
+    cmd += ["--batch", str(batch), "--child", label]
+    if checkpointing:
+        cmd.append("--activation-checkpointing")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--archs", nargs="+")
     ap.add_argument("--schemes", nargs="+")
+    ap.add_argument("--activation-checkpointing", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.context, args.batch)
+        _child(args.child, args.context, args.batch, args.activation_checkpointing)
         return
     rows = {}
     for variant in variants(args.archs, args.schemes, baseline=True):
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.memory",
-            "--context",
-            str(args.context),
-            "--batch",
-            str(args.batch),
-            "--child",
-            str(variant),
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        rows[str(variant)] = json.loads(out.strip().splitlines()[-1])["peak_mib"]
+        rows[str(variant)] = peak_mib(str(variant), args.context, args.batch)
+    if args.activation_checkpointing:
+        for variant in variants(args.archs, args.schemes, baseline=True):
+            rows[f"{variant} (ckpt)"] = peak_mib(str(variant), args.context, args.batch, True)
     print(f"context {args.context}, batch {args.batch}: peak memory growth of one training step\n")
     print("| model | MiB | x gpt |")
     print("|---|---:|---:|")

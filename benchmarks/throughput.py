@@ -3,7 +3,8 @@
     python -m benchmarks.throughput                      # vocab 512 and 50,304 (GPT-2), context 128
     python -m benchmarks.throughput --vocabs 512 --archs gpt symp
 
-One optimizer step = forward + backward + AdamW on a micro-batch of B x T tokens (paper config:
+One optimizer step = forward + backward + AdamW (the training path's optimizer: parameter groups,
+fused where available) on a micro-batch of B x T tokens (paper config:
 4 layers, 4 heads, width 64, context 128, B = 6). Medians of interleaved rounds.
 """
 
@@ -13,22 +14,8 @@ import argparse
 
 import torch
 
-from benchmarks.common import interleaved, paper_config, variants
+from benchmarks.common import interleaved, paper_config, train_step, variants
 from sympformer import build_model
-
-
-def train_step(model, batch: int):
-    cfg = model.cfg
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    idx = torch.randint(cfg.vocab_size, (batch, cfg.block_size + 1))
-
-    def run():
-        _, loss = model(idx[:, :-1], idx[:, 1:])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return run
 
 
 def main() -> None:

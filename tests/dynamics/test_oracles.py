@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from sympformer.dynamics import Tape, linear_hamiltonian, softmax_hamiltonian
+from sympformer.dynamics import Tape, kernels, linear_hamiltonian, softmax_hamiltonian
 from sympformer.dynamics.kernels import attention_reference, linear_attention, softmax_attention
 from tests.dynamics.helpers import (
     F64,
@@ -165,3 +165,56 @@ def test_chunked_linear_attention_equals_the_masked_quadratic_form(n):
     tape.rewind()
     second = linear_attention(q[..., half:, :], k[..., half:, :], v[..., half:, :], tape=tape)
     assert_close(torch.cat([first, second], -2), ref, **EXACT)
+
+
+def _loop_linear_attention(q, k, v, mean, scale):
+    """out_i = scale w_i Σ_{j<=i} (q_i·k_j) v_j with w_i = 1/i (mean) or 1, by an explicit loop."""
+    out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
+    for i in range(q.shape[-2]):
+        w = scale / (i + 1) if mean else scale
+        out[..., i, :] = w * torch.einsum("...d,...jd,...je->...e", q[..., i, :],
+                                          k[..., : i + 1, :], v[..., : i + 1, :])  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 7, 33, 64, 65, 150])
+@pytest.mark.parametrize(("mean", "scale"), [(False, 1.0), (True, 0.3)])
+@pytest.mark.parametrize("quadratic_max", [0, 10**9], ids=["chunked", "quadratic"])
+def test_both_linear_attention_forms_equal_the_loop_with_and_without_a_tape(
+    n, mean, scale, quadratic_max
+):
+    q, k = (torch.randn(2, 3, n, 4, dtype=F64) for _ in range(2))
+    v = torch.randn(2, 3, n, 5, dtype=F64)
+    ref = _loop_linear_attention(q, k, v, mean, scale)
+    form = {"chunk": 16, "mean": mean, "scale": scale, "quadratic_max": quadratic_max}
+    assert_close(linear_attention(q, k, v, **form), ref, **EXACT)
+    tape = Tape(capacity=n)
+    cuts = [0, n // 2, *range(n // 2 + 1, n + 1)]  # a prefill, then one token at a time
+    parts = []
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        tape.rewind()
+        qs, ks, vs = (a[..., lo:hi, :] for a in (q, k, v))
+        parts.append(linear_attention(qs, ks, vs, tape=tape, **form))
+        tape.advance(hi - lo)
+    assert_close(torch.cat(parts, -2), ref, **EXACT)
+
+
+@pytest.mark.parametrize("ingredients", sorted(INGREDIENTS))
+def test_the_chunked_linear_oracle_equals_the_explicit_loops(monkeypatch, ingredients):
+    """The oracle tests above run the quadratic form (short sequences); this forces the chunks."""
+    monkeypatch.setattr(kernels, "LINEAR_QUADRATIC_MAX", 0)
+    oracle = dataclasses.replace(projected_oracles("linear", ingredients=ingredients), chunk=4)
+    x, p = _state(n=11, c=8)
+    ref = reference_of(oracle)
+    f, g = oracle.field(oracle.prepare(x, p), p)
+    f_ref, g_ref = ref.field(ref.prepare(x, p), p)
+    assert_close(f, f_ref, **EXACT)
+    assert_close(g, g_ref, **EXACT)
+    tape = Tape(capacity=11)
+    cached = dataclasses.replace(oracle, tape=tape)
+    for lo, hi in [(0, 6)] + [(i, i + 1) for i in range(6, 11)]:
+        tape.rewind()
+        fc, gc = cached.field(cached.prepare(x[:, lo:hi], p[:, lo:hi]), p[:, lo:hi])
+        tape.advance(hi - lo)
+        assert_close(fc, f[:, lo:hi], **EXACT)
+        assert_close(gc, g[:, lo:hi], **EXACT)

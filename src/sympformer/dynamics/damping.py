@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 ETA_MAX = 12.0
@@ -49,7 +50,7 @@ class Damping(NamedTuple):
         clamped to ``[-ETA_MAX, ETA_MAX]`` (written without cancellation, so accurate for small
         h)."""
         d = self.c_log * torch.log1p(h / t) + self.c_lin * h
-        return torch.clamp(d, -ETA_MAX, ETA_MAX)
+        return F.hardtanh(d, -ETA_MAX, ETA_MAX)  # clamp, with a one-kernel backward
 
     def sigma(self, t: Tensor, h: Tensor | float) -> Tensor:
         r"""Exact friction factor over one step, :math:`\sigma(t,h) = e^{-\Delta\eta}`."""

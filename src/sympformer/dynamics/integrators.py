@@ -69,6 +69,11 @@ def register(
     return add
 
 
+def axpy(x: Tensor, h: Tensor | float, f: Tensor) -> Tensor:
+    """x + h f in one kernel (h a 0-d tensor or a float): the update of every explicit step."""
+    return torch.addcmul(x, h, f) if isinstance(h, Tensor) else torch.add(x, f, alpha=h)
+
+
 def get_scheme(name: str) -> Integrator:
     """The registered integrator ``name``; a ValueError listing the valid keys otherwise."""
     if name not in SCHEMES:
@@ -86,7 +91,7 @@ def plain_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     k = oracle.prepare(s.x, s.p)
     f, g = oracle.field(k, s.p)
     a = damp.retention if damp.retention is not None else damp.sigma(s.t, h.x)
-    return State(s.x + h.x * f, a * s.p + h.y * g, s.t + h.x)
+    return State(axpy(s.x, h.x, f), axpy(a * s.p, h.y, g), s.t + h.x)
 
 
 @register("damped_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=False)
@@ -96,7 +101,7 @@ def damped_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     Unstable once :math:`h\alpha` nears 1."""
     k = oracle.prepare(s.x, s.p)
     f, g = oracle.field(k, s.p)
-    return State(s.x + h.x * f, s.p + h.y * (g - damp.alpha(s.t) * s.p), s.t + h.x)
+    return State(axpy(s.x, h.x, f), axpy(s.p, h.y, g - damp.alpha(s.t) * s.p), s.t + h.x)
 
 
 @register("exp_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=False)
@@ -108,7 +113,7 @@ def exp_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     d = damp.delta_eta(s.t, h.x)
     small = d.abs() < 1e-6
     w = torch.where(small, 1 - d / 2, -torch.expm1(-d) / torch.where(small, 1.0, d))
-    return State(s.x + h.x * f, torch.exp(-d) * s.p + (h.y * w) * g, s.t + h.x)
+    return State(axpy(s.x, h.x, f), axpy(torch.exp(-d) * s.p, h.y * w, g), s.t + h.x)
 
 
 @register("presymp_euler", order=1, oracle_calls=1, h_init=0.3, drift_uses_kick=True)
@@ -116,8 +121,8 @@ def presymp_euler(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     r"""Kick-damp-drift (paper, Eq. presymp_Euler): :math:`Y^+=\sigma_k(Y+h_YG(X,Y))`,
     :math:`X^+=X+h_XF(X,Y^+)`; F at Y^+ reuses the kernel of X^k (one oracle call)."""
     k = oracle.prepare(s.x, s.p)
-    p = damp.sigma(s.t, h.x) * (s.p + h.y * oracle.force(k, s.p))
-    return State(s.x + h.x * oracle.velocity(k, p), p, s.t + h.x)
+    p = damp.sigma(s.t, h.x) * axpy(s.p, h.y, oracle.force(k, s.p))
+    return State(axpy(s.x, h.x, oracle.velocity(k, p)), p, s.t + h.x)
 
 
 def _ab2_weights(h: Tensor | float, prev_h: Tensor | float | None) -> tuple:
@@ -139,11 +144,12 @@ def ab2(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     f, g = oracle.field(k, s.p)
     g = g - damp.alpha(s.t) * s.p
     if s.prev is None:
-        x, p = s.x + h.x * f, s.p + h.y * g
+        x, p = axpy(s.x, h.x, f), axpy(s.p, h.y, g)
     else:
         f0, g0, h0 = s.prev
         c1, c0 = _ab2_weights(h.x, h0)
-        x, p = s.x + h.x * (c1 * f + c0 * f0), s.p + h.y * (c1 * g + c0 * g0)
+        x = axpy(axpy(s.x, h.x * c1, f), h.x * c0, f0)
+        p = axpy(axpy(s.p, h.y * c1, g), h.y * c0, g0)
     return State(x, p, s.t + h.x, (f, g, h.x))
 
 
@@ -158,12 +164,12 @@ def etd_ab2(oracle: Oracle, s: State, h: Steps, damp: Damping) -> State:
     t1 = s.t + h.x
     sigma = damp.sigma(s.t, h.x)
     if s.prev is None:
-        p = sigma * (s.p + h.y * g)
+        p = sigma * axpy(s.p, h.y, g)
     else:
         g0, t0, h0 = s.prev
         c1, c0 = _ab2_weights(h.x, h0)
-        p = sigma * (s.p + h.y * c1 * g) + (h.y * c0 * damp.sigma(t0, t1 - t0)) * g0
-    return State(s.x + h.x * oracle.velocity(k, p), p, t1, (g, s.t, h.x))
+        p = axpy(sigma * axpy(s.p, h.y * c1, g), h.y * c0 * damp.sigma(t0, t1 - t0), g0)
+    return State(axpy(s.x, h.x, oracle.velocity(k, p)), p, t1, (g, s.t, h.x))
 
 
 def _tao_flow(

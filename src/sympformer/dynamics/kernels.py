@@ -24,9 +24,13 @@ _flash_cpu_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 LINEAR_CHUNK = 32
-"""Tokens per chunk of the causal linear attention: (chunk, chunk) masked products inside a chunk,
-the (D, D) prefix state between chunks. 32 measured 10-15 % faster than 64 for whole-model
+"""Tokens per chunk of the chunked causal linear attention: (chunk, chunk) masked products inside a
+chunk, the (D, D) prefix state between chunks. 32 measured 10-15 % faster than 64 for whole-model
 training at context 128 and the same at 1024-4096 (CPU, D = 16)."""
+
+LINEAR_QUADRATIC_MAX = 128
+"""Longest run of new tokens for which causal linear attention uses the masked quadratic form
+instead of chunks (placeholder; set from the crossover measurement)."""
 
 
 def prefix_counts(length: int, offset: int, like: Tensor) -> Tensor:
@@ -136,6 +140,21 @@ def softmax_attention(
     return attention_reference(q, k, v, scale, is_causal)
 
 
+def causal_weights(n_q: int, offset: int, mean: bool, scale: float, like: Tensor) -> Tensor:
+    """(L, L) weights of the masked quadratic form: scale·[j <= i] / i for a prefix mean (i counts
+    the ``offset`` earlier tokens too), or scale·[j <= i] for a sum; dtype and device of
+    ``like``."""
+    mask = torch.full((n_q, n_q), scale, dtype=like.dtype, device=like.device).tril()
+    return mask / prefix_counts(n_q, offset, like)[:, None] if mean else mask
+
+
+def _normalise(out: Tensor, offset: int, mean: bool, scale: float) -> Tensor:
+    """out · scale / i (mean) or out · scale, skipping a product by one."""
+    if mean:
+        return out / (prefix_counts(out.shape[-2], offset, out)[:, None] / scale)
+    return out * scale if scale != 1.0 else out
+
+
 def linear_attention(
     q: Tensor,
     k: Tensor,
@@ -143,26 +162,40 @@ def linear_attention(
     causal: bool = True,
     tape: Tape | None = None,
     chunk: int = LINEAR_CHUNK,
+    mean: bool = False,
+    scale: float = 1.0,
+    quadratic_max: int | None = None,
 ) -> Tensor:
-    r"""Unnormalised linear attention :math:`\mathrm{out}_i=\sum_{j\le i}(q_i\cdot k_j)v_j`.
+    r"""Linear attention :math:`\mathrm{out}_i=w_i\sum_{j\le i}(q_i\cdot k_j)\,v_j`, with
+    :math:`w_i=\mathrm{scale}` or, for ``mean``, :math:`w_i=\mathrm{scale}/i` (i the prefix count;
+    N for ``causal=False``).
 
-    Causal form: for T <= chunk the masked (T, T) product; beyond, chunks of ``chunk`` tokens with
-    the running state :math:`S=\sum_j k_jv_j^\top` (Dk, Dv) carried between chunks — O(T·chunk·D +
-    T·D²) time, O(D²) state per chunk boundary. With a ``tape`` the state continues from earlier
-    tokens.
+    Two exact causal forms, picked by the number L of new tokens: for L <= ``quadratic_max``
+    (default :data:`LINEAR_QUADRATIC_MAX`) the
+    masked quadratic form :math:`((qk^\top)\odot W)v` with the weights W of
+    :func:`causal_weights` (three kernels, fastest at short contexts); beyond, chunks of
+    ``chunk`` tokens with the running state :math:`S=\sum_j k_jv_j^\top` (Dk, Dv) carried between
+    chunks — O(T·chunk·D + T·D²) time, O(D²) state per chunk boundary. With a ``tape`` the state
+    continues from earlier tokens (and i counts them).
 
     Args:
-        q, k: (B, H, L, Dk); v: (B, H, L, Dv). causal: False gives the global sum over all L tokens.
+        q, k: (B, H, L, Dk); v: (B, H, L, Dv). causal: False gives the global sum (or mean) over
+        all L tokens.
     Returns:
         (B, H, L, Dv).
     """
-    if not causal:
-        return q @ (k.mT @ v)  # (B, H, L, Dv)
-    past = tape.carry() if tape is not None else None
     n = q.shape[-2]
-    if n <= chunk:
-        out = (q @ k.mT).tril() @ v
-        total = k.mT @ v
+    if not causal:
+        out = q @ (k.mT @ v)  # (B, H, L, Dv)
+        return out * (scale / n) if mean else _normalise(out, 0, False, scale)
+    past = tape.carry() if tape is not None else None
+    offset = 0 if tape is None else tape.offset
+    if n <= (LINEAR_QUADRATIC_MAX if quadratic_max is None else quadratic_max):
+        weights = causal_weights(n, offset, mean, scale, q)  # (L, L)
+        out = ((q @ k.mT) * weights) @ v  # (B, H, L, Dv)
+        total = k.mT @ v if tape is not None else None
+        if past is not None:
+            out = out + _normalise(q @ past, offset, mean, scale)
     else:
         pad = (-n) % chunk
         qc, kc, vc = (F.pad(a, (0, 0, 0, pad)).unflatten(-2, (-1, chunk)) for a in (q, k, v))
@@ -171,9 +204,9 @@ def linear_attention(
         before = states.cumsum(dim=-3) - states  # exclusive prefix over chunks
         out = (out + qc @ before).flatten(-3, -2)[..., :n, :]
         total = states.sum(dim=-3)
-    if past is not None:
-        out = out + q @ past
-        total = total + past
+        if past is not None:
+            out = out + q @ past
+        out = _normalise(out, offset, mean, scale)
     if tape is not None:
-        tape.store(total)
+        tape.store(total if past is None else total + past)
     return out

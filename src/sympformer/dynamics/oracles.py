@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sympformer.dynamics.kernels import (
@@ -115,6 +116,16 @@ def _counts(n_q: int, n_k: int, causal: bool, like: Tensor) -> Tensor:
     return torch.full((n_q,), float(n_k), dtype=like.dtype, device=like.device)
 
 
+def _metric_norm(u: Tensor, dm: Tensor | None, n_head: int) -> Tensor:
+    """a_i = <Y_i, B_h Y_i> = Σ_d d_{h,d} (u^h_{i,d})² per head, (B, H, L), from u (B, H, L, D)
+    and the metric scales dm (H·D,) (None: all 1); one product with the scales, no (B, H, L, D)
+    temporary for d ⊙ u."""
+    sq = u.square()
+    if dm is None:
+        return sq.sum(-1)
+    return (sq @ dm.view(n_head, -1, 1)).squeeze(-1)  # (B, H, L, D) @ (H, D, 1)
+
+
 class SoftmaxKernel(NamedTuple):
     x_hat: Tensor  # (B, T, C) the state the kernel was evaluated at
     q: Tensor  # (B, H, L, D) queries of the new tokens
@@ -187,37 +198,41 @@ class SoftmaxOracle:
         if lse is not None:
             lse = lse.to(torch.promote_types(lse.dtype, torch.float32))
             n = _counts(q.shape[-2], k.shape[-2], self.causal, lse)
-            log_z = (lse - torch.log(n)).clamp(-LOG_Z_MAX, LOG_Z_MAX)
+            log_z = F.hardtanh(lse - torch.log(n), -LOG_Z_MAX, LOG_Z_MAX)  # clamp
         return SoftmaxKernel(x_hat, q, k, avg, log_z)
 
-    def _momentum(self, p: Tensor) -> tuple[Tensor, Tensor]:
-        """u^h = W_{O,h}^T p and d_h ⊙ u^h, (B, H, L, D) each."""
-        u = split_heads(p @ self.wo, self.n_head)
-        du = u if self.dm is None else u * self.dm.view(self.n_head, 1, -1)
-        return u, du
+    def _momentum(self, p: Tensor) -> Tensor:
+        """u^h = W_{O,h}^T p, (B, H, L, D)."""
+        return split_heads(p @ self.wo, self.n_head)
 
-    def _velocity(self, kern: SoftmaxKernel, du: Tensor) -> Tensor:
-        return merge_heads(du * torch.exp(-kern.log_z)[..., None].to(du.dtype)) @ self.wo.mT
+    def _velocity(self, kern: SoftmaxKernel, p: Tensor) -> Tensor:
+        """F = Σ_h W_{O,h} (d_h ⊙ W_{O,h}^T p) / z̄ (the metric scales folded into W_O)."""
+        wo = self.wo if self.dm is None else self.wo * self.dm
+        du = split_heads(p @ wo, self.n_head)  # (B, H, L, D): d_h ⊙ u^h
+        return merge_heads(du * torch.exp(-kern.log_z).to(du.dtype)[..., None]) @ self.wo.mT
 
-    def _force(self, kern: SoftmaxKernel, u: Tensor | None, du: Tensor | None) -> Tensor:
+    def _force(self, kern: SoftmaxKernel, u: Tensor | None) -> Tensor:
         if self.attention_force:
             g = merge_heads(kern.avg) @ self.wout.mT  # Γ_i = W_out Σ_j P_ij W_V x̂_j, (B, T, C)
         else:
             scale = self.head_scale  # A X_j = scale W_Q^T k_j: folded into the (B, H, L) factors
-            z = torch.exp(kern.log_z)
+            z = torch.exp(kern.log_z)  # (B, H, L)
             if self.kinetic:
-                a = (u * du).sum(-1)  # (B, H, L): <Y_i, B_h Y_i>
-                r = (a / z**2).to(kern.k.dtype)[..., None]  # (B, H, L, 1)
+                a = _metric_norm(u, self.dm, self.n_head)  # (B, H, L): <Y_i, B_h Y_i>
+                a_z = a / z
+                r = (a_z / z).to(kern.k.dtype)[..., None]  # (B, H, L, 1): r̄ = a / z̄²
                 if self.tape is not None:
                     r = self.tape.cat(r)  # (B, H, S, 1)
                 bbar, _ = softmax_attention(
                     kern.q, kern.k, r * kern.k, scale, self.causal, fused=self.fused
                 )
-                c_a = (scale * (a / (2 * z) + self.nu * z)).to(u.dtype)[..., None]
-                c_b = (scale / 2 * z).to(u.dtype)[..., None]
+                c_a = a_z * (scale / 2) + (self.nu * scale) * z  # s (a/(2z̄) + ν z̄)
+                c_b = z * (scale / 2)
+                dtype = kern.avg.dtype
+                c_a, c_b = c_a.to(dtype)[..., None], c_b.to(dtype)[..., None]
                 g = torch.addcmul(c_a * kern.avg, c_b, bbar)
             else:  # potential part only: ν z̄_i ā_i
-                g = (scale * (self.nu * z)).to(kern.avg.dtype)[..., None] * kern.avg
+                g = (z * (self.nu * scale)).to(kern.avg.dtype)[..., None] * kern.avg
             g = merge_heads(g) @ self.wq  # (B, T, C)
         if self.potential is not None:
             g = g + self.potential.force(kern.x_hat)
@@ -227,22 +242,20 @@ class SoftmaxOracle:
         return self.kinetic and not self.attention_force
 
     def velocity(self, kern: SoftmaxKernel, p: Tensor) -> Tensor:
-        return self._velocity(kern, self._momentum(p)[1]) if self.mobility else p
+        return self._velocity(kern, p) if self.mobility else p
 
     def force(self, kern: SoftmaxKernel, p: Tensor) -> Tensor:
-        return self._force(kern, *(self._momentum(p) if self._needs_momentum() else (None, None)))
+        return self._force(kern, self._momentum(p) if self._needs_momentum() else None)
 
     def field(self, kern: SoftmaxKernel, p: Tensor) -> tuple[Tensor, Tensor]:
-        u, du = self._momentum(p) if self.mobility or self._needs_momentum() else (None, None)
-        f = self._velocity(kern, du) if self.mobility else p
-        return f, self._force(kern, *((u, du) if self._needs_momentum() else (None, None)))
+        f = self._velocity(kern, p) if self.mobility else p
+        return f, self.force(kern, p)
 
 
 class LinearKernel(NamedTuple):
     x_hat: Tensor  # (B, T, C)
-    phi: Tensor | None  # (B, H, L, 2D) [q, k]
+    phi: Tensor | None  # (B, H, L, 2D) [q, k]; None when nothing reads the kernel
     psi: Tensor | None  # (B, H, L, 2D) [k, q]
-    n: Tensor | None  # (L, 1) prefix counts
     values: Tensor | None  # (B, H, L, D) W_V x̂ (attention force only)
 
 
@@ -294,29 +307,31 @@ class LinearOracle:
     def prepare(self, x: Tensor, p: Tensor) -> LinearKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
         if self.wq is None:  # F = Y and G = -∇W: token-local, the kernel is never read
-            return LinearKernel(x_hat, None, None, None, None)
+            return LinearKernel(x_hat, None, None, None)
         q, k = query_key(x_hat, self.wq, self.wk, self.n_head)  # (B, H, L, D) each
-        offset = 0 if self.tape is None else self.tape.offset
-        n = _counts(q.shape[-2], q.shape[-2] + offset, self.causal, q)[:, None]  # (L, 1)
         values = None if self.wv is None else split_heads(x_hat @ self.wv.mT, self.n_head)
-        return LinearKernel(x_hat, torch.cat([q, k], -1), torch.cat([k, q], -1), n, values)
+        return LinearKernel(x_hat, torch.cat([q, k], -1), torch.cat([k, q], -1), values)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, n: Tensor) -> Tensor:
-        return linear_attention(q, k, v, self.causal, self.tape, self.chunk) / n
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+        """Prefix mean scale (1/i) Σ_{j<=i} (q_i·k_j) v_j (global mean over N if not causal)."""
+        return linear_attention(q, k, v, self.causal, self.tape, self.chunk, mean=True, scale=scale)
 
     def _velocity(self, kern: LinearKernel, u: Tensor) -> Tensor:
-        out = self._attend(kern.phi, kern.psi, u, kern.n)  # (B, H, L, D)
-        return merge_heads(out) @ self.wo.mT * (self.head_scale / 2)
+        out = self._attend(kern.phi, kern.psi, u, self.head_scale / 2)  # (B, H, L, D)
+        return merge_heads(out) @ self.wo.mT
 
     def _force(self, kern: LinearKernel, u: Tensor | None) -> Tensor:
         d = self.wq.shape[0] // self.n_head if self.wq is not None else 0
         if self.attention_force:  # Γ: keys k_j = psi[..., :D], queries q_i = phi[..., :D]
-            out = self._attend(kern.phi[..., :d], kern.psi[..., :d], kern.values, kern.n)
-            g = merge_heads(out) @ self.wout.mT * self.head_scale
+            out = self._attend(kern.phi[..., :d], kern.psi[..., :d], kern.values, self.head_scale)
+            g = merge_heads(out) @ self.wout.mT
         elif self.kinetic:
-            out = self._attend(u, u, kern.psi, kern.n)  # (B, H, L, 2D): Σ_j (u_i·u_j) [k_j, q_j]/i
-            g = merge_heads(out[..., :d]) @ self.wq + merge_heads(out[..., d:]) @ self.wk
-            g = g * (-self.head_scale / 2)
+            # (B, H, L, 2D): -(s/2i) Σ_j (u_i·u_j) [k_j, q_j], then [k-part, q-part] of each head
+            # through [W_Q,h; W_K,h] in one product
+            out = self._attend(u, u, kern.psi, -self.head_scale / 2)
+            w_kq = torch.cat([self.wq.unflatten(0, (self.n_head, d)),
+                              self.wk.unflatten(0, (self.n_head, d))], 1)  # fmt: skip
+            g = merge_heads(out) @ w_kq.flatten(0, 1)  # (B, L, H·2D) @ (H·2D, C)
         else:
             g = torch.zeros_like(kern.x_hat)
         if self.potential is not None:

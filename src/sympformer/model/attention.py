@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sympformer.dynamics import LinearOracle, QuadraticPotential, SoftmaxOracle, Tape
-from sympformer.dynamics.kernels import linear_attention, prefix_counts, softmax_attention
+from sympformer.dynamics.kernels import linear_attention, softmax_attention
 from sympformer.dynamics.oracles import merge_heads, split_heads
 from sympformer.model.config import ModelConfig
 
@@ -58,7 +58,8 @@ class Scalar(nn.Module):
 
     def forward(self) -> Tensor:
         value = self.fn(self.raw)
-        return value if self.bounds is None else value.clamp(*self.bounds)
+        # hardtanh = clamp with a one-kernel backward (clamp's takes five)
+        return value if self.bounds is None else F.hardtanh(value, *self.bounds)
 
     def extra_repr(self) -> str:
         return self.kind if self.bounds is None else f"{self.kind}, bounds={self.bounds}"
@@ -85,9 +86,8 @@ class ClassicalAttention(nn.Module):
                 k, v = tape.cat(k), tape.cat(v)
             y, _ = softmax_attention(q, k, v)
         else:
-            offset = 0 if tape is None else tape.offset
-            n = prefix_counts(q.shape[-2], offset, q)[:, None]
-            y = linear_attention(q, k, v, tape=tape) / (n * math.sqrt(q.shape[-1]))
+            scale = 1 / math.sqrt(q.shape[-1])
+            y = linear_attention(q, k, v, tape=tape, mean=True, scale=scale)
         return self.proj(merge_heads(y))
 
 
@@ -133,7 +133,7 @@ class _OracleModule(nn.Module):
         """x̂ = LN(X + μ_la Y): where the kernel is evaluated (SPEC §7)."""
         if self.lookahead is None:
             return self.norm(x)
-        return self.norm(x + self.lookahead() * p)
+        return self.norm(torch.addcmul(x, self.lookahead(), p))
 
     def _common(self, tape: Tape | None) -> dict:
         """The oracle fields every kernel shares."""

@@ -205,9 +205,9 @@ class AcceleratedBlock(nn.Module):
         p = out.p if self.p_norm is None else self.p_norm(out.p)
         x = out.x
         mu = 0.0 if self.mu is None else self.mu()
-        if self.beta is None:  # look-ahead Euler at X + μ v_att, v_att = (X^+ - X)/h
-            look = x if self.mu is None else x + (mu / steps.x) * (x - s.x)
-            x = x + self.gamma() * self.mlp(self.ln_m(look))
+        if self.beta is None:  # look-ahead Euler at X + μ v_att = X^k + (1 + μ/h)(X^+ - X^k)
+            look = x if self.mu is None else torch.lerp(s.x, x, 1 + mu / steps.x)
+            x = torch.addcmul(x, self.gamma(), self.mlp(self.ln_m(look)))
         else:
             mlp = lambda z: self.mlp(self.ln_m(z))  # noqa: E731
             x, p = nesterov(mlp, x, p, mu, self.beta(), self.gamma(), self.v_norm)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from sympformer.dynamics import State
 from sympformer.files import atomic_write, atomic_write_text
@@ -45,6 +46,13 @@ def first_line(err: BaseException) -> str:
 
 
 class LanguageModel(nn.Module):
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of storing them (per block,
+    `torch.utils.checkpoint`): training memory ~ one block's activations plus each block's input
+    state, for about one more forward pass of compute. Gradients are unchanged. Only where
+    gradients are recorded and no decoding cache is used. Set it on the model:
+    ``model.activation_checkpointing = True``."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -92,12 +100,16 @@ class LanguageModel(nn.Module):
         else:
             p = torch.zeros_like(x)
         s = State(x, p, self.t0)
+        recompute = self.activation_checkpointing and cache is None and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
             tape = None
             if cache is not None:
                 tape = cache.tapes[i]
                 tape.rewind()
-            s = block(s, tape)
+            if recompute:
+                s = checkpoint(block, s, use_reentrant=False)
+            else:
+                s = block(s, tape)
         if cache is not None:
             cache.advance(n_tok)
         logits = (self.ln_f(s.x) @ self.tok_emb.weight.mT)[..., : self.cfg.vocab_size]  # (B, T, V)

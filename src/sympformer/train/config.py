@@ -28,6 +28,7 @@ RESUMABLE_FIELDS = frozenset(
         "train.stop_after",
         "train.device",
         "train.compile",
+        "train.activation_checkpointing",
         "train.log_every",
         "train.ckpt_every",
         "train.max_skips",
@@ -95,6 +96,9 @@ class TrainConfig:
     """float32, or bfloat16: autocast of forward passes (weights and optimizer stay float32)."""
     compile: bool = False
     """torch.compile the model (slow start on CPU: about a minute of C++ compilation)."""
+    activation_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of storing them: less
+    memory at long contexts for about one more forward pass; the same gradients."""
     progress: bool = True
     """Show a tqdm progress bar (rank 0 only)."""
     samples: int = 2
@@ -132,7 +136,7 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig.device={self.device!r} is not a device (auto, cpu, cuda, cuda:N)"
                 ) from None
-        for name in ("compile", "progress"):
+        for name in ("compile", "progress", "activation_checkpointing"):
             check.boolean(f"TrainConfig.{name}", getattr(self, name))
         if not isinstance(self.sample_prompt, str):
             raise ValueError(f"TrainConfig.sample_prompt={self.sample_prompt!r} must be a string")

@@ -1,0 +1,116 @@
+"""When `torch.compile` pays: the toolchain probe and warm-up model behind `train.compile: auto`.
+
+Compiling costs a warm-up (tracing, code generation and C++ compilation of the training graph, and
+once more of the evaluation graph) and then makes every step faster. It pays when the run saves
+more than the warm-up:
+
+    steps x eager_step_seconds x (1 - 1 / speedup) > warm-up seconds.
+
+The defaults below were measured on this project's 2-core CPU machine (see `WARMUP_SECONDS`);
+`decide` applies the rule and says why, for the log and run.json.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+WARMUP_SECONDS = 90.0
+"""Warm-up estimate (training + evaluation graph) with an empty compile cache: measured for the
+paper model and the `quick` preset (symp presymp_euler and gpt), 2026-11-29, 2-core CPU shared
+with other jobs. A warm compile cache (a second run of the same model) takes a fraction of it."""
+
+SPEEDUP = 1.2
+"""Conservative eager/compiled step-time ratio of the training step on CPU (measured 1.1-1.4x by
+model; the accelerated models gain most)."""
+
+PROBE = '#include <omp.h>\nextern "C" int probe(void) { return omp_get_max_threads(); }\n'
+"""A C++17 OpenMP snippet: Inductor's CPU kernels need a C++17 compiler with OpenMP."""
+
+
+@dataclass(frozen=True)
+class CompileDecision:
+    """Whether to compile, and why (printed and recorded in run.json)."""
+
+    enabled: bool
+    reason: str
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler Inductor would use ($CXX, else g++; clang++ on macOS), if it is on PATH.
+    Mirrors the default of `torch._inductor.config.cpp.cxx` without importing Inductor (which
+    takes seconds)."""
+    name = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
+    return shutil.which(name)
+
+
+@functools.cache
+def toolchain_ok(device_type: str = "cpu") -> bool:
+    """A working toolchain for Inductor on this device type: for CPU a C++ compiler that builds a
+    small OpenMP shared library (about 0.2 s, once per process); for CUDA the Triton package.
+    Other devices (mps, ...): False. Never compiles a model."""
+    if device_type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    if device_type != "cpu" or sys.platform == "win32":
+        return False
+    cxx = cpp_compiler()
+    if cxx is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [cxx, "-x", "c++", "-std=c++17", "-O1", "-fPIC", "-shared", "-fopenmp"]
+        cmd += ["-o", os.path.join(tmp, "probe.so"), "-"]
+        try:
+            result = subprocess.run(cmd, input=PROBE, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return result.returncode == 0
+
+
+def should_compile(
+    steps: int,
+    eager_step_seconds: float,
+    warmup_seconds: float = WARMUP_SECONDS,
+    speedup: float = SPEEDUP,
+) -> bool:
+    """True when compiling saves more time than its warm-up costs over ``steps`` optimizer steps.
+
+    Args:
+        steps: optimizer steps the run will take (e.g. max_steps minus the resumed step).
+        eager_step_seconds: seconds of one eager optimizer step (measure the first step).
+        warmup_seconds: compile warm-up estimate (`WARMUP_SECONDS`).
+        speedup: expected eager/compiled step-time ratio (`SPEEDUP`).
+    """
+    saved = steps * eager_step_seconds * (1.0 - 1.0 / speedup)
+    return saved > warmup_seconds
+
+
+def decide(
+    setting: bool | str,
+    device_type: str,
+    steps: int,
+    eager_step_seconds: float,
+    warmup_seconds: float = WARMUP_SECONDS,
+    speedup: float = SPEEDUP,
+) -> CompileDecision:
+    """The `train.compile` decision: True/False force it; "auto" compiles when the toolchain
+    works (`toolchain_ok`) and the run repays the warm-up (`should_compile`)."""
+    if setting is True or setting is False:
+        return CompileDecision(setting, f"train.compile={str(setting).lower()} (forced)")
+    if setting != "auto":
+        raise ValueError(f"train.compile={setting!r} is not one of true, false, auto")
+    if not toolchain_ok(device_type):
+        return CompileDecision(False, f"auto: no working compile toolchain for {device_type}")
+    saved = steps * eager_step_seconds * (1.0 - 1.0 / speedup)
+    enabled = should_compile(steps, eager_step_seconds, warmup_seconds, speedup)
+    verdict = "repays" if enabled else "would not repay"
+    return CompileDecision(
+        enabled,
+        f"auto: {steps} steps x {eager_step_seconds:.3f} s at {speedup:.2f}x save ~{saved:.0f} s, "
+        f"which {verdict} a ~{warmup_seconds:.0f} s warm-up",
+    )
