@@ -167,6 +167,7 @@ ALIASES: dict[str, str] = {
     "--device": "--train.device",
     "--dtype": "--train.dtype",
     "--compile": "--train.compile",
+    "--activation_checkpointing": "--train.activation_checkpointing",
     "--no_matched_gpt": "--matched_gpt=false",  # a "--no-" flag never takes a value
     "--no_wallclock_matched": "--wallclock_matched=false",
 }

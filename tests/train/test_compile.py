@@ -6,7 +6,9 @@ import pytest
 
 from sympformer.train import compile as compile_module
 from sympformer.train import fit, read_metrics
+from sympformer.train import loop as loop_module
 from sympformer.train.compile import CompileDecision, decide, should_compile
+from sympformer.train.run_dir import RunRecord
 from tests.train.helpers import tiny_config
 
 
@@ -18,6 +20,10 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path, text_file, cache_dir
     fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=True)),
         out=tmp_path / "compiled")  # fmt: skip
     eager, compiled = (read_metrics(tmp_path / x / "metrics.csv") for x in ("eager", "compiled"))
+    record = RunRecord.load(tmp_path / "compiled").compile
+    assert record.enabled
+    assert record.requested == "true"
+    assert record.warmup_s > 0
     for a, b in zip(eager, compiled, strict=True):
         for col in ("train_loss", "val_loss", "grad_norm"):
             if a[col]:
@@ -66,3 +72,23 @@ def test_the_toolchain_probe_finds_a_working_compiler(monkeypatch):
     start = time.perf_counter()
     assert compile_module.toolchain_ok("cpu") is True
     assert time.perf_counter() - start < 30  # about 0.2 s on an idle machine
+
+
+@pytest.mark.parametrize("toolchain", [False, True])
+def test_auto_compile_decides_prints_and_records_the_reason(
+    toolchain, tmp_path, text_file, cache_dir, monkeypatch, capsys
+):
+    """train.compile=auto: without a toolchain it stays eager; with one, a run of a few cheap steps
+    does not repay the warm-up. Either way the decision and its reason are printed and written to
+    run.json, and nothing is compiled (no warm-up)."""
+    monkeypatch.setattr(compile_module, "toolchain_ok", lambda device_type: toolchain)
+    monkeypatch.setattr(loop_module, "toolchain_ok", lambda device_type: toolchain)
+    cfg = tiny_config(text_file, cache_dir, max_steps=2, compile="auto")
+    fit(cfg, out=tmp_path / "r")
+    record = RunRecord.load(tmp_path / "r").compile
+    assert record.requested == "auto"
+    assert record.enabled is False
+    assert record.warmup_s is None
+    expected = "2 steps x" if toolchain else "no working compile toolchain"
+    assert expected in record.reason
+    assert f"compile: off ({record.reason})" in capsys.readouterr().out

@@ -19,7 +19,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
 
 WARMUP_SECONDS = 90.0
 """Warm-up estimate (training + evaluation graph) with an empty compile cache: measured for the
@@ -114,3 +120,45 @@ def decide(
         f"auto: {steps} steps x {eager_step_seconds:.3f} s at {speedup:.2f}x save ~{saved:.0f} s, "
         f"which {verdict} a ~{warmup_seconds:.0f} s warm-up",
     )
+
+
+def _forward_backward(module: nn.Module, batch: Sequence[Tensor], autocast: Callable) -> None:
+    x, y = batch
+    with autocast():
+        _, loss = module(x, y)
+    loss.backward()
+
+
+def eager_step_seconds(
+    model: nn.Module, batch: Sequence[Tensor], autocast: Callable[[], AbstractContextManager]
+) -> float:
+    """Seconds of one eager forward/backward pass of ``model`` on ``batch`` = (x, y), (B, T) each:
+    the second of two (the first pays lazy initialisation). Gradients are dropped afterwards;
+    the weights are not touched."""
+    seconds = 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        _forward_backward(model, batch, autocast)
+        seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    return seconds
+
+
+def warm_up(
+    model: nn.Module,
+    train_model: nn.Module,
+    fwd_model: nn.Module,
+    batch: Sequence[Tensor],
+    autocast: Callable[[], AbstractContextManager],
+) -> float:
+    """Seconds to compile the training graph (one forward/backward of ``train_model``, gradients
+    dropped) and the evaluation graph (``fwd_model`` in eval mode without gradients) of the
+    compiled ``model``, so that neither lands in the first timed steps."""
+    start = time.perf_counter()
+    _forward_backward(train_model, batch, autocast)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    with torch.no_grad(), autocast():
+        fwd_model(*batch)
+    model.train()
+    return time.perf_counter() - start

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -94,8 +94,10 @@ class TrainConfig:
     """auto (cuda if available, else cpu), cpu, cuda, cuda:N, mps."""
     dtype: str = "float32"
     """float32, or bfloat16: autocast of forward passes (weights and optimizer stay float32)."""
-    compile: bool = False
-    """torch.compile the model (slow start on CPU: about a minute of C++ compilation)."""
+    compile: bool | Literal["auto"] = "auto"
+    """torch.compile the model: auto (on when a compile toolchain works and the run is long
+    enough to repay the warm-up, see train.compile), true or false. The decision and the warm-up
+    are printed and recorded in run.json; tokens/s excludes the warm-up."""
     activation_checkpointing: bool = False
     """Recompute each block's activations in the backward pass instead of storing them: less
     memory at long contexts for about one more forward pass; the same gradients."""
@@ -136,7 +138,9 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig.device={self.device!r} is not a device (auto, cpu, cuda, cuda:N)"
                 ) from None
-        for name in ("compile", "progress", "activation_checkpointing"):
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ValueError(f"TrainConfig.compile={self.compile!r} must be true, false or auto")
+        for name in ("progress", "activation_checkpointing"):
             check.boolean(f"TrainConfig.{name}", getattr(self, name))
         if not isinstance(self.sample_prompt, str):
             raise ValueError(f"TrainConfig.sample_prompt={self.sample_prompt!r} must be a string")

@@ -25,9 +25,7 @@ import contextlib
 import dataclasses
 import math
 import os
-import platform
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +37,6 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import sympformer
-from sympformer.data import tokenizer_info
 from sympformer.model import CheckpointError, LanguageModel, Variant
 from sympformer.train.checkpoint import (
     CHECKPOINTS,
@@ -48,6 +44,13 @@ from sympformer.train.checkpoint import (
     TOKENIZER_DIR,
     Progress,
     save_checkpoint,
+)
+from sympformer.train.compile import (
+    CompileDecision,
+    decide,
+    eager_step_seconds,
+    toolchain_ok,
+    warm_up,
 )
 from sympformer.train.config import ExperimentConfig
 from sympformer.train.distributed import Dist, init_distributed, shutdown
@@ -59,12 +62,11 @@ from sympformer.train.run_dir import (
     RUN_JSON,
     SAMPLES_TXT,
     CompileRecord,
-    DataRecord,
     Resume,
     RunRecord,
     save_run_config,
 )
-from sympformer.train.setup import RunData, open_run
+from sympformer.train.setup import RunData, new_run_record, open_run
 from sympformer.train.stop import StopRequest, TrainingInterrupted
 
 
@@ -159,6 +161,7 @@ class Trainer:
         np.random.seed(cfg.train.seed)  # noqa: NPY002 (seeds code that uses the legacy global RNG)
         torch.manual_seed(cfg.train.seed)
         self.model = LanguageModel(cfg.model).to(d.device)
+        self.model.activation_checkpointing = cfg.train.activation_checkpointing
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.data = RunData.build(self.setup, d)
         self.progress = Progress()
@@ -184,14 +187,17 @@ class Trainer:
 
     def run(self) -> RunResult:
         tc, p = self.cfg.train, self.progress
+        stop = tc.max_steps if tc.stop_after is None else min(tc.max_steps, tc.stop_after)
+        decision = self.d.broadcast(self._decide_compile(stop - p.step))  # every rank alike
         if self.d.is_main:
-            self._write_run_files()
+            self._announce(stop, decision)
+        train_model, fwd_model = self._wrap(decision.enabled)
+        warmup = self._warm_up(train_model, fwd_model) if decision.enabled else None
+        compiled = CompileRecord(str(tc.compile).lower(), decision.enabled, decision.reason, warmup)
+        if self.d.is_main:
+            self._write_run_files(compiled)
         if self.setup.checkpoint is not None:
             self.setup.checkpoint.restore_rng()
-        train_model, fwd_model = self._wrap()
-        stop = tc.max_steps if tc.stop_after is None else min(tc.max_steps, tc.stop_after)
-        if self.d.is_main:
-            self._announce(stop)
         bar = tqdm(total=tc.max_steps, initial=p.step, desc=self.run_dir.name, unit="step",
                    dynamic_ncols=True, disable=not (tc.progress and self.d.is_main))  # fmt: skip
         try:
@@ -350,10 +356,28 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # Set-up and reporting
 
-    def _wrap(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+    def _decide_compile(self, steps: int) -> CompileDecision:
+        """train.compile: true/false as asked; auto from the toolchain and the estimated pay-off
+        over ``steps`` (one eager step measured on a validation batch, only when it matters)."""
+        setting, device = self.cfg.train.compile, self.d.device.type
+        seconds = 0.0
+        if setting == "auto" and steps > 0 and toolchain_ok(device):
+            batch = [t.to(self.d.device) for t in self.data.val[0]]
+            seconds = eager_step_seconds(self.model, batch, self._autocast)
+            seconds *= self.cfg.train.grad_accum
+        return decide(setting, device, steps, seconds)
+
+    def _warm_up(self, train_model: torch.nn.Module, fwd_model: torch.nn.Module) -> float:
+        batch = [t.to(self.d.device) for t in self.data.val[0]]
+        seconds = warm_up(self.model, train_model, fwd_model, batch, self._autocast)
+        if self.d.is_main:
+            print(f"compiled in {seconds:.1f} s (warm-up; not counted in tokens/s)", flush=True)
+        return seconds
+
+    def _wrap(self, compiled: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
         """(module the training forward runs through, module evaluation runs through)."""
         fwd: torch.nn.Module = self.model
-        if self.cfg.train.compile:
+        if compiled:
             fwd = torch.compile(self.model)
         train = fwd
         if self.d.enabled:
@@ -367,7 +391,7 @@ class Trainer:
             self.d.device.type, dtype=tc.autocast_dtype, enabled=tc.dtype != "float32"
         )
 
-    def _write_run_files(self) -> None:
+    def _write_run_files(self, compiled: CompileRecord) -> None:
         run_dir, tokenizer = self.run_dir, self.setup.corpus.tokenizer
         run_dir.mkdir(parents=True, exist_ok=True)
         # stop_after applies to one invocation: a later --resume runs on unless asked again
@@ -375,10 +399,12 @@ class Trainer:
             self.cfg, train=dataclasses.replace(self.cfg.train, stop_after=None)))  # fmt: skip
         if self.setup.resuming and (run_dir / RUN_JSON).is_file():
             record = RunRecord.load(run_dir)
-            now = Resume(self.progress.step, time.strftime("%Y-%m-%dT%H:%M:%S"))
+            now = Resume(self.progress.step, time.strftime("%Y-%m-%dT%H:%M:%S"), compiled)
             record = dataclasses.replace(record, resumes=(*record.resumes, now))
         else:
-            record = self._run_record()
+            record = new_run_record(
+                self.setup, self.data, self.d, self.model.num_params(), compiled
+            )
         record.save(run_dir)
         (run_dir / TOKENIZER_DIR).mkdir(exist_ok=True)
         tokenizer.save(run_dir / TOKENIZER_DIR)
@@ -386,42 +412,15 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / METRICS_CSV, columns)
         self.metrics.start(self.progress.step if self.setup.resuming else None)
 
-    def _run_record(self) -> RunRecord:
-        c, tc = self.setup.corpus, self.cfg.train
-        return RunRecord(
-            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            command=sys.argv,
-            versions={
-                "sympformer": sympformer.__version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },  # fmt: skip
-            device=str(self.d.device),
-            world_size=self.d.world_size,
-            parameters=self.model.num_params(),
-            tokens_per_step=self.tokens_per_step,
-            tokenizer=tokenizer_info(c.tokenizer),
-            data=DataRecord(
-                cache=str(c.path),
-                source=c.manifest["source"],
-                train_tokens=len(c.train),
-                val_tokens=len(c.val),
-                val_eval_tokens=self.data.val_count * tc.batch_size * self.cfg.model.block_size,
-            ),
-            unigram_entropy_val=c.unigram_entropy("val"),
-            compile=CompileRecord(
-                str(tc.compile).lower(), bool(tc.compile), "set by TrainConfig.compile"
-            ),
-        )
-
-    def _announce(self, stop: int) -> None:
+    def _announce(self, stop: int, decision: CompileDecision) -> None:
         tc, m = self.cfg.train, self.cfg.model
         start = f"resuming at step {self.progress.step}" if self.setup.resuming else "new run"
         print(
             f"sympformer: {Variant.of(m)}, {self.model.num_params():,} parameters, "
             f"{self.tokens_per_step:,} tokens/step ({tc.batch_size} x {tc.grad_accum} x "
             f"{self.d.world_size} x {m.block_size}), steps {self.progress.step}..{stop - 1} of "
-            f"{tc.max_steps} on {self.d.device} ({tc.dtype}); {start} in {self.run_dir}",
+            f"{tc.max_steps} on {self.d.device} ({tc.dtype}); {start} in {self.run_dir}\n"
+            f"compile: {'on' if decision.enabled else 'off'} ({decision.reason})",
             flush=True,
         )
 

@@ -57,14 +57,16 @@ class CompileRecord:
     reason: str
     """Why (auto: the toolchain check and the estimated pay-off)."""
     warmup_s: float | None = None
-    """Seconds of the first compiled training step and evaluation beyond an eager step (measured
-    after step 0; excluded from tokens/s)."""
+    """Seconds of the compile warm-up (the training and evaluation graphs, compiled before the
+    first step of the invocation; excluded from tokens/s)."""
 
 
 @dataclass(frozen=True)
 class Resume:
     at_step: int
     time: str
+    compile: CompileRecord | None = None
+    """This invocation's compile decision."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,10 @@ class RunRecord:
         d = dict(d)
         d["data"] = DataRecord(**d["data"])
         d["compile"] = CompileRecord(**d["compile"]) if d.get("compile") else None
-        d["resumes"] = tuple(Resume(**r) for r in d.get("resumes", ()))
+        d["resumes"] = tuple(
+            Resume(**{**r, "compile": CompileRecord(**r["compile"]) if r.get("compile") else None})
+            for r in d.get("resumes", ())
+        )
         return cls(**d)
 
     def save(self, run_dir: Path) -> None:

@@ -8,19 +8,27 @@ process's batches and its share of the fixed validation set.
 from __future__ import annotations
 
 import dataclasses
+import platform
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
-from sympformer.data import Corpus, TrainBatches, prepare, val_batches
+import sympformer
+from sympformer.data import Corpus, TrainBatches, prepare, tokenizer_info, val_batches
 from sympformer.model import CheckpointError
 from sympformer.train.checkpoint import Checkpoint, find_checkpoint, open_checkpoint
 from sympformer.train.config import RESUMABLE_FIELDS, ExperimentConfig
 from sympformer.train.distributed import Dist
 from sympformer.train.run_dir import (
     CONFIG_JSON,
+    CompileRecord,
+    DataRecord,
     RunError,
+    RunRecord,
     choose_run_dir,
     load_run_config,
     refuse_differences,
@@ -117,3 +125,33 @@ class RunData:
                 f"block_size={block}"
             )
         return cls(batches, val[d.rank :: d.world_size], len(val), prompt)
+
+
+def new_run_record(
+    setup: RunSetup, data: RunData, d: Dist, parameters: int, compiled: CompileRecord
+) -> RunRecord:
+    """run.json of a new run: versions, device, sizes, the data and the compile decision."""
+    c, tc, m = setup.corpus, setup.cfg.train, setup.cfg.model
+    return RunRecord(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        command=sys.argv,
+        versions={
+            "sympformer": sympformer.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        device=str(d.device),
+        world_size=d.world_size,
+        parameters=parameters,
+        tokens_per_step=tc.batch_size * tc.grad_accum * d.world_size * m.block_size,
+        tokenizer=tokenizer_info(c.tokenizer),
+        data=DataRecord(
+            cache=str(c.path),
+            source=c.manifest["source"],
+            train_tokens=len(c.train),
+            val_tokens=len(c.val),
+            val_eval_tokens=data.val_count * tc.batch_size * m.block_size,
+        ),
+        unigram_entropy_val=c.unigram_entropy("val"),
+        compile=compiled,
+    )
