@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 from torch.utils import benchmark
@@ -30,14 +31,21 @@ def paper_config(variant: Variant, block_size: int, vocab_size: int = 512) -> Mo
     return variant.model(PAPER_MODEL, block_size=block_size, vocab_size=vocab_size)
 
 
-def median_time(fn, rounds: int, min_run_time: float) -> list[float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+"""Timers: wall clock, or the calling thread's CPU time. CPU time is the steadier measure on a
+machine shared with other jobs, and valid only with one torch thread (``--threads 1``)."""
+
+
+def median_time(fn, rounds: int, min_run_time: float, clock: str = "wall") -> list[float]:
     """Seconds per call of fn: one `blocked_autorange` measurement per round."""
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    timer = benchmark.Timer(
+        stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads(), timer=CLOCKS[clock]
+    )
     return [timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(rounds)]
 
 
 def interleaved(
-    fns: dict[str, callable], rounds: int = 3, min_run_time: float = 0.5
+    fns: dict[str, callable], rounds: int = 3, min_run_time: float = 0.5, clock: str = "wall"
 ) -> dict[str, float]:
     """Median seconds per call of each fn; rounds interleave the candidates so that drift of the
     machine (other load, frequency) hits all of them alike."""
@@ -46,7 +54,7 @@ def interleaved(
         fn()  # warm-up (allocations, lazy init)
     for _ in range(rounds):
         for name, fn in fns.items():
-            samples[name] += median_time(fn, 1, min_run_time)
+            samples[name] += median_time(fn, 1, min_run_time, clock)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.common import interleaved, paper_config, train_step
+from benchmarks.common import CLOCKS, interleaved, paper_config, train_step
 from benchmarks.memory import peak_mib
 from sympformer import build_model
 from sympformer.model import Variant
@@ -78,7 +78,7 @@ def _timed_first_step(step) -> float:
     return time.perf_counter() - start
 
 
-def training_steps(labels, compile_models: bool, rounds: int, min_run_time: float):
+def training_steps(labels, compile_models: bool, rounds: int, min_run_time: float, clock: str):
     """Seconds per optimizer step, eager and compiled (keys "label" and "label [c]"), and the
     compile warm-up in seconds."""
     fns, warmup = {}, {}
@@ -94,16 +94,16 @@ def training_steps(labels, compile_models: bool, rounds: int, min_run_time: floa
             warmup[label] = first - min(_timed_first_step(step) for _ in range(3))
             fns[f"{label} [c]"] = step
             print(f"  compiled {label}: warm-up {warmup[label]:.0f} s", flush=True)
-    return interleaved(fns, rounds, min_run_time), warmup
+    return interleaved(fns, rounds, min_run_time, clock), warmup
 
 
-def long_context_ratio(context: int, rounds: int, min_run_time: float) -> float:
+def long_context_ratio(context: int, rounds: int, min_run_time: float, clock: str) -> float:
     """gpt_linear / gpt training-step time at a long context (batch 1, eager)."""
     fns = {}
     for label in ("gpt", "gpt_linear"):
         torch.manual_seed(0)
         fns[label] = train_step(build_model(paper_config(Variant(label), context, VOCAB)), 1)
-    times = interleaved(fns, rounds, min_run_time)
+    times = interleaved(fns, rounds, min_run_time, clock)
     return times["gpt_linear"] / times["gpt"]
 
 
@@ -113,17 +113,29 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--long-context", type=int, default=4096)
     ap.add_argument("--threads", type=int, help="torch threads (default: PyTorch's choice)")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="cpu: the thread's CPU time, steadier on a shared machine (needs --threads 1)",
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-run-time", type=float, default=1.0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        raise SystemExit("--clock cpu measures one thread: add --threads 1")
     compiled = not args.no_compile and toolchain_ok("cpu")
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, fp32; compile: {compiled}\n", flush=True)
+    print(
+        f"torch {torch.__version__}, {threads} threads, fp32, {args.clock} clock; "
+        f"compile: {compiled}\n",
+        flush=True,
+    )
 
     labels = list(AUTHORS)
-    times, warmup = training_steps(labels, compiled, args.rounds, args.min_run_time)
+    times, warmup = training_steps(labels, compiled, args.rounds, args.min_run_time, args.clock)
     tokens = BATCH * CONTEXT
     gpt, gpt_c = times["gpt"], times.get("gpt [c]")
     default = {k: times[f"{k} [c]" if compiled else k] for k in labels}
@@ -153,7 +165,7 @@ def main() -> None:
         )
     print(f"\n(our eager gpt: {tokens / gpt:,.0f} tok/s; on the idle machine {GPT_EAGER_IDLE:,})")
 
-    long_ratio = long_context_ratio(args.long_context, args.rounds, args.min_run_time)
+    long_ratio = long_context_ratio(args.long_context, args.rounds, args.min_run_time, args.clock)
     print(f"\ngpt_linear / gpt at context {args.long_context} (batch 1, eager): {long_ratio:.2f}")
 
     targets = [
