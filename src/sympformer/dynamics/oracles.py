@@ -135,7 +135,36 @@ class SoftmaxKernel(NamedTuple):
 
 
 @dataclass(frozen=True)
-class SoftmaxOracle:
+class AttentionOracle:
+    """The fields both kernels share: per-head projections, the score scale, an external
+    potential, causality, the pre-map x -> x̂ and decoding tape, and the ingredient switches
+    (ModelConfig.drift / .force; each kernel's docstring states the equation they select)."""
+
+    wq: Tensor | None  # (H·D, C); None only where nothing reads the kernel (linear: F = Y, G = -∇W)
+    wk: Tensor | None  # (H·D, C)
+    wo: Tensor | None  # (C, H·D) metric factor; None when neither drift nor force reads it
+    n_head: int
+    scale: float | None = None  # None: 1/sqrt(D)
+    potential: QuadraticPotential | None = None
+    causal: bool = True
+    pre: Callable[[Tensor, Tensor], Tensor] | None = None  # (x, p) -> x̂, e.g. LN(x + μ p)
+    tape: Tape | None = None
+    mobility: bool = True  # the kernel's metric drift; False: F = Y
+    kinetic: bool = True  # G with its kinetic (metric-variation) terms; False: without them
+    wv: Tensor | None = None  # (H·D, C) value map: G = Γ(x̂), the attention field
+    wout: Tensor | None = None  # (C, H·D) output map of Γ
+
+    @property
+    def head_scale(self) -> float:
+        return head_scale(self.scale, self.wq, self.n_head)
+
+    @property
+    def attention_force(self) -> bool:
+        return self.wv is not None
+
+
+@dataclass(frozen=True)
+class SoftmaxOracle(AttentionOracle):
     r"""Accelerated softmax attention with nonlinear mobility (SPEC §4.3, causal form §6.2).
 
     Per head, with :math:`\bar z_i=\frac1i\sum_{j\le i}M_{ij}`, :math:`M_{ij}=e^{x_i^\top Ax_j}`,
@@ -157,30 +186,9 @@ class SoftmaxOracle:
     one pass whose values are :math:`W_V\hat x` (with the log-sum-exp only if the drift needs
     :math:`\bar z`)."""
 
-    wq: Tensor  # (H·D, C)
-    wk: Tensor  # (H·D, C)
-    wo: Tensor | None  # (C, H·D) metric factor; None when neither drift nor force reads it
-    n_head: int
     dm: Tensor | None = None  # (H·D,) positive metric scales; None means 1
     nu: Tensor | float = 1.0  # potential weight ν
-    scale: float | None = None  # None: 1/sqrt(D)
-    potential: QuadraticPotential | None = None
-    causal: bool = True
     fused: bool = True
-    pre: Callable[[Tensor, Tensor], Tensor] | None = None  # (x, p) -> x̂, e.g. LN(x + μ p)
-    tape: Tape | None = None
-    mobility: bool = True  # F = B Y / z̄; False: F = Y
-    kinetic: bool = True  # G with its kinetic (metric-variation) terms; False: G(X, 0)
-    wv: Tensor | None = None  # (H·D, C) value map: G = Γ(x̂), the attention field
-    wout: Tensor | None = None  # (C, H·D) output map of Γ
-
-    @property
-    def head_scale(self) -> float:
-        return head_scale(self.scale, self.wq, self.n_head)
-
-    @property
-    def attention_force(self) -> bool:
-        return self.wv is not None
 
     def prepare(self, x: Tensor, p: Tensor) -> SoftmaxKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
@@ -260,7 +268,7 @@ class LinearKernel(NamedTuple):
 
 
 @dataclass(frozen=True)
-class LinearOracle:
+class LinearOracle(AttentionOracle):
     r"""Accelerated Stein flow of linear attention (SPEC §4.2; causal form §6.2).
 
     Kernel per head :math:`k_h(x,y)=y^\top A^s_hx`, :math:`A^s_h=\mathrm{Sym}(A_h)`, so
@@ -281,28 +289,7 @@ class LinearOracle:
     :math:`G_i=W_{\rm out}\frac1i\sum_{j\le i}(\mathrm{scale}\,q_i\cdot k_j)W_V\hat x_j`.
     """
 
-    wq: Tensor | None  # (H·D, C); None when nothing reads the kernel (F = Y, G = -∇W)
-    wk: Tensor | None  # (H·D, C)
-    wo: Tensor | None  # (C, H·D) metric factor; None when neither drift nor force reads it
-    n_head: int
-    scale: float | None = None
-    potential: QuadraticPotential | None = None
-    causal: bool = True
-    pre: Callable[[Tensor, Tensor], Tensor] | None = None
-    tape: Tape | None = None
     chunk: int = LINEAR_CHUNK
-    mobility: bool = True  # F = C A X (Stein); False: F = Y
-    kinetic: bool = True  # G with its kinetic terms; False: G = -∇W only
-    wv: Tensor | None = None  # (H·D, C) value map: G = Γ(x̂), the linear attention field
-    wout: Tensor | None = None  # (C, H·D) output map of Γ
-
-    @property
-    def head_scale(self) -> float:
-        return head_scale(self.scale, self.wq, self.n_head)
-
-    @property
-    def attention_force(self) -> bool:
-        return self.wv is not None
 
     def prepare(self, x: Tensor, p: Tensor) -> LinearKernel:
         x_hat = x if self.pre is None else self.pre(x, p)
