@@ -60,7 +60,7 @@ def _decoding_matches(label: str, backend: str) -> None:
     assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(("label", "backend"), zip(FAMILIES, BACKENDS, strict=True))
+@pytest.mark.parametrize(("label", "backend"), list(zip(FAMILIES, BACKENDS, strict=True)))
 def test_compiled_training_is_one_graph_and_equals_eager(label, backend):
     torch._dynamo.reset()
     _training_matches(label, backend)
