@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sympformer-installed
 
-.PHONY: setup train test lint format bench flow clean
+.PHONY: setup train test lint format bench flow ingredients clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -36,6 +36,18 @@ format: setup
 flow: setup
 	$(VENV)/bin/sympformer flow --problem linear,softmax,control,sphere --kappa 10,100,1000 \
 		--c-log 1,3,5 --eps 0,0.2 --seeds 8 --jobs 2 --out runs/flow-study
+
+# The ingredient study (docs/results/ingredients): YuriiFormer -> SympFormer one ingredient a row.
+HB := symp:presymp_euler/learned+drift=identity+force=attention+damping=constant
+SL := symp:presymp_euler/learned
+CHAIN := yurii,$(HB)+mlp_step=nesterov,$(HB),$(SL)+drift=identity+force=attention,$(SL)+drift=identity+force=potential,$(SL)+force=potential,$(SL),symp:presymp_euler
+STUDY := --seeds 3 --preset compare-cpu --max-steps 1000 --train.compile false --jobs 2
+
+ingredients: setup
+	$(VENV)/bin/sympformer compare --runs gpt,$(CHAIN) --chain $(CHAIN) --reference gpt-matched \
+		--wallclock-matched $(STUDY) --out runs/ingredients-bible
+	$(VENV)/bin/sympformer compare --runs gpt,yurii,symp:presymp_euler --reference gpt-matched \
+		--dataset austen $(STUDY) --out runs/ingredients-austen
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -27,14 +27,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-WARMUP_SECONDS = 90.0
-"""Warm-up estimate (training + evaluation graph) with an empty compile cache: measured for the
-paper model and the `quick` preset (symp presymp_euler and gpt), 2026-11-29, 2-core CPU shared
-with other jobs. A warm compile cache (a second run of the same model) takes a fraction of it."""
+WARMUP_SECONDS = 120.0
+"""Warm-up estimate (training + evaluation graph) with an empty compile cache. Measured on the
+2-core CPU, 2026-11-29, training graph only: gpt 6 s, yurii 4 s, symp presymp_euler 69 s,
+etd_ab2 138 s, symp_linear 114 s (paper model, benchmarks.targets), and up to about 300 s for
+symp on a heavily loaded machine; the evaluation graph adds to it. A warm compile cache (a second
+run of the same model) takes a fraction."""
 
 SPEEDUP = 1.2
-"""Conservative eager/compiled step-time ratio of the training step on CPU (measured 1.1-1.4x by
-model; the accelerated models gain most)."""
+"""Eager/compiled step-time ratio assumed for an arch not in `SPEEDUPS`."""
+
+SPEEDUPS = {"gpt": 0.96, "yurii": 1.05, "symp": 1.27, "gpt_linear": 1.15, "symp_linear": 1.40}
+"""Eager/compiled training-step time by arch, measured by benchmarks.targets (paper model,
+context 128, micro-batch 6, 1 thread, CPU clock; 2026-11-29): gpt gains nothing from compiling
+on CPU (its attention is already one fused kernel), the accelerated archs gain most."""
 
 PROBE = '#include <omp.h>\nextern "C" int probe(void) { return omp_get_max_threads(); }\n'
 """A C++17 OpenMP snippet: Inductor's CPU kernels need a C++17 compiler with OpenMP."""

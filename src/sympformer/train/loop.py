@@ -46,6 +46,8 @@ from sympformer.train.checkpoint import (
     save_checkpoint,
 )
 from sympformer.train.compile import (
+    SPEEDUP,
+    SPEEDUPS,
     CompileDecision,
     decide,
     eager_step_seconds,
@@ -365,7 +367,8 @@ class Trainer:
             batch = [t.to(self.d.device) for t in self.data.val[0]]
             seconds = eager_step_seconds(self.model, batch, self._autocast)
             seconds *= self.cfg.train.grad_accum
-        return decide(setting, device, steps, seconds)
+        speedup = SPEEDUPS.get(self.cfg.model.arch, SPEEDUP)
+        return decide(setting, device, steps, seconds, speedup=speedup)
 
     def _warm_up(self, train_model: torch.nn.Module, fwd_model: torch.nn.Module) -> float:
         batch = [t.to(self.d.device) for t in self.data.val[0]]
