@@ -98,8 +98,12 @@ def should_compile(
         warmup_seconds: compile warm-up estimate (`WARMUP_SECONDS`).
         speedup: expected eager/compiled step-time ratio (`SPEEDUP`).
     """
-    saved = steps * eager_step_seconds * (1.0 - 1.0 / speedup)
-    return saved > warmup_seconds
+    return saved_seconds(steps, eager_step_seconds, speedup) > warmup_seconds
+
+
+def saved_seconds(steps: int, eager_step_seconds: float, speedup: float) -> float:
+    """steps x eager_step_seconds x (1 - 1/speedup): the time compiling saves, warm-up aside."""
+    return steps * eager_step_seconds * (1.0 - 1.0 / speedup)
 
 
 def decide(
@@ -118,8 +122,8 @@ def decide(
         raise ValueError(f"train.compile={setting!r} is not one of true, false, auto")
     if not toolchain_ok(device_type):
         return CompileDecision(False, f"auto: no working compile toolchain for {device_type}")
-    saved = steps * eager_step_seconds * (1.0 - 1.0 / speedup)
-    enabled = should_compile(steps, eager_step_seconds, warmup_seconds, speedup)
+    saved = saved_seconds(steps, eager_step_seconds, speedup)
+    enabled = saved > warmup_seconds
     verdict = "repays" if enabled else "would not repay"
     return CompileDecision(
         enabled,

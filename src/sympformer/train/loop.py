@@ -364,15 +364,17 @@ class Trainer:
         setting, device = self.cfg.train.compile, self.d.device.type
         seconds = 0.0
         if setting == "auto" and steps > 0 and toolchain_ok(device):
-            batch = [t.to(self.d.device) for t in self.data.val[0]]
-            seconds = eager_step_seconds(self.model, batch, self._autocast)
+            seconds = eager_step_seconds(self.model, self._probe_batch(), self._autocast)
             seconds *= self.cfg.train.grad_accum
         speedup = SPEEDUPS.get(self.cfg.model.arch, SPEEDUP)
         return decide(setting, device, steps, seconds, speedup=speedup)
 
+    def _probe_batch(self) -> list[Tensor]:
+        """The first validation batch on the device: what timing and warm-up passes run on."""
+        return [t.to(self.d.device) for t in self.data.val[0]]
+
     def _warm_up(self, train_model: torch.nn.Module, fwd_model: torch.nn.Module) -> float:
-        batch = [t.to(self.d.device) for t in self.data.val[0]]
-        seconds = warm_up(self.model, train_model, fwd_model, batch, self._autocast)
+        seconds = warm_up(self.model, train_model, fwd_model, self._probe_batch(), self._autocast)
         if self.d.is_main:
             print(f"compiled in {seconds:.1f} s (warm-up; not counted in tokens/s)", flush=True)
         return seconds
