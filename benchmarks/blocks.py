@@ -18,28 +18,9 @@ import argparse
 
 import torch
 
-from benchmarks.common import BASELINE, interleaved, paper_config, variants
+from benchmarks.common import BASELINE, interleaved, paper_config, two_pass_gpt, variants
 from sympformer import build_model
-from sympformer.dynamics import State, softmax_attention
-from sympformer.dynamics.oracles import merge_heads, split_heads
-from sympformer.model.attention import ClassicalAttention
-
-
-class TwoPassAttention(ClassicalAttention):
-    """GPT attention plus the oracle's first pass (keys as values, with the log-sum-exp)."""
-
-    def forward(self, x, tape=None):
-        q, k, v = (split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1))
-        abar, lse = softmax_attention(q, k, k, need_lse=True)
-        y, _ = softmax_attention(q, k, v * torch.exp(-lse)[..., None])
-        return self.proj(merge_heads(y + abar))
-
-
-def two_pass_gpt(block_size: int):
-    model = build_model(paper_config(BASELINE, block_size))
-    for block in model.blocks:
-        block.attn.__class__ = TwoPassAttention
-    return model
+from sympformer.dynamics import State
 
 
 def block_step(model, batch: int):
@@ -72,7 +53,7 @@ def main() -> None:
     for ctx in args.contexts:
         batch = max(1, args.tokens // ctx)
         models = {str(v): build_model(paper_config(v, ctx)) for v in chosen}
-        models["gpt+pass"] = two_pass_gpt(ctx)
+        models["gpt+pass"] = two_pass_gpt(paper_config(BASELINE, ctx))
         times = interleaved(
             {k: block_step(m, batch) for k, m in models.items()}, args.rounds, args.min_run_time
         )

@@ -8,7 +8,11 @@ import time
 import torch
 from torch.utils import benchmark
 
+from sympformer import build_model
+from sympformer.dynamics import softmax_attention
+from sympformer.dynamics.oracles import merge_heads, split_heads
 from sympformer.model import ModelConfig, Variant, grid
+from sympformer.model.attention import ClassicalAttention
 from sympformer.train import TrainConfig, build_optimizer
 
 BASELINE = Variant("gpt")
@@ -44,18 +48,48 @@ def median_time(fn, rounds: int, min_run_time: float, clock: str = "wall") -> li
     return [timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(rounds)]
 
 
-def interleaved(
+def interleaved_samples(
     fns: dict[str, callable], rounds: int = 3, min_run_time: float = 0.5, clock: str = "wall"
-) -> dict[str, float]:
-    """Median seconds per call of each fn; rounds interleave the candidates so that drift of the
-    machine (other load, frequency) hits all of them alike."""
+) -> dict[str, list[float]]:
+    """Seconds per call of each fn, one value per round; rounds interleave the candidates so that
+    drift of the machine (other load, frequency) hits all of them alike, and the ratio of two
+    candidates within a round is one sample of their ratio."""
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()  # warm-up (allocations, lazy init)
     for _ in range(rounds):
         for name, fn in fns.items():
             samples[name] += median_time(fn, 1, min_run_time, clock)
+    return samples
+
+
+def interleaved(
+    fns: dict[str, callable], rounds: int = 3, min_run_time: float = 0.5, clock: str = "wall"
+) -> dict[str, float]:
+    """Median over rounds of `interleaved_samples`."""
+    samples = interleaved_samples(fns, rounds, min_run_time, clock)
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+class TwoPassAttention(ClassicalAttention):
+    """GPT attention plus the oracle's first pass (keys as values, with the log-sum-exp), whose
+    normaliser then weights the second pass's values: the attention work of an exact one-call
+    softmax oracle, without its momentum stream."""
+
+    def forward(self, x, tape=None):
+        q, k, v = (split_heads(t, self.n_head) for t in self.qkv(x).chunk(3, dim=-1))
+        abar, lse = softmax_attention(q, k, k, need_lse=True)
+        y, _ = softmax_attention(q, k, v * torch.exp(-lse)[..., None])
+        return self.proj(merge_heads(y + abar))
+
+
+def two_pass_gpt(cfg: ModelConfig):
+    """``gpt+pass``: a GPT (``cfg.arch`` gpt) whose blocks use `TwoPassAttention`, the floor of a
+    one-call softmax scheme built from fused attention kernels (a reference, not a model)."""
+    model = build_model(cfg)
+    for block in model.blocks:
+        block.attn.__class__ = TwoPassAttention
+    return model
 
 
 def train_step(model, batch: int, fwd=None, context: int | None = None):

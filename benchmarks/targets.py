@@ -17,20 +17,39 @@
 4. Peak training memory at context 1024 (batch 4) of the one-call softmax schemes against gpt,
    each in a fresh process (benchmarks.memory), with and without activation checkpointing.
 
-The last table lists each target with its value and whether it holds in this run.
+5. Floors, measured in the same rounds: ``gpt+pass`` (`common.two_pass_gpt`: a GPT whose
+   attention also runs the second, normaliser-weighted softmax pass of the exact one-call oracle,
+   i.e. its attention work without the momentum stream) and ``gpt_linear/1 head`` (the linear GPT
+   with its four heads merged into one of width 64, the layout of the authors' linear code; ours
+   keeps heads separate).
+6. Linear attention's two exact causal forms (masked quadratic, chunked prefix states), forward +
+   backward at the paper's shapes, by context: the crossover behind `LINEAR_QUADRATIC_MAX`.
+
+Every ratio is the median over rounds of the ratio within a round (the candidates are interleaved
+in each round), with its [min, max] over rounds: the spread of this run. The last table lists each
+target with its value and whether it holds in this run.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from dataclasses import dataclass
 
 import torch
 
-from benchmarks.common import CLOCKS, interleaved, paper_config, train_step
+from benchmarks.common import (
+    CLOCKS,
+    PAPER_MODEL,
+    interleaved_samples,
+    paper_config,
+    train_step,
+    two_pass_gpt,
+)
 from benchmarks.memory import peak_mib
 from sympformer import build_model
+from sympformer.dynamics.kernels import LINEAR_CHUNK, linear_attention
 from sympformer.model import Variant
 from sympformer.train.compile import toolchain_ok
 
@@ -54,22 +73,52 @@ ONE_CALL = ["plain_euler", "damped_euler", "exp_euler", "presymp_euler", "ab2", 
 
 CONTEXT, BATCH, VOCAB = 128, 6, 512
 
+FLOORS = {
+    "gpt+pass": lambda: two_pass_gpt(paper_config(Variant("gpt"), CONTEXT, VOCAB)),
+    "gpt_linear/1 head": lambda: build_model(
+        Variant("gpt_linear").model(PAPER_MODEL, block_size=CONTEXT, vocab_size=VOCAB, n_head=1)
+    ),
+}
+"""Reference models of section 5 (not in the package's grid)."""
+
+
+class Ratio(list):
+    """Per-round samples of a ratio; prints as median [min, max]."""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self)
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".2f"
+        return f"{self.median:{spec}} [{min(self):{spec}}, {max(self):{spec}}]"
+
+
+def ratio(a: list[float], b: list[float] | float) -> Ratio:
+    """a / b per round (b a list of the same rounds, or a constant)."""
+    if isinstance(b, list):
+        return Ratio(x / y for x, y in zip(a, b, strict=True))
+    return Ratio(x / b for x in a)
+
 
 @dataclass
 class Target:
     name: str
-    value: float
+    value: Ratio
     bound: float
     upper: bool  # True: value <= bound is the target
 
     @property
-    def holds(self) -> bool:
-        return self.value <= self.bound if self.upper else self.value >= self.bound
+    def holds(self) -> str:
+        """ "yes" / "NO" for the median; "in spread" when the bound lies within [min, max]."""
+        ok = (lambda v: v <= self.bound) if self.upper else (lambda v: v >= self.bound)
+        if ok(min(self.value)) == ok(max(self.value)):
+            return "yes" if ok(self.value.median) else "NO"
+        return ("yes" if ok(self.value.median) else "NO") + " (bound within the spread)"
 
     def row(self) -> str:
         sign = "<=" if self.upper else ">="
-        mark = "yes" if self.holds else "NO"
-        return f"| {self.name} | {self.value:.2f} | {sign} {self.bound:g} | {mark} |"
+        return f"| {self.name} | {self.value} | {sign} {self.bound:g} | {self.holds} |"
 
 
 def _timed_first_step(step) -> float:
@@ -78,33 +127,58 @@ def _timed_first_step(step) -> float:
     return time.perf_counter() - start
 
 
+def _build(label: str):
+    torch.manual_seed(0)
+    if label in FLOORS:
+        return FLOORS[label]()
+    return build_model(paper_config(Variant.parse(label), CONTEXT, VOCAB))
+
+
 def training_steps(labels, compile_models: bool, rounds: int, min_run_time: float, clock: str):
-    """Seconds per optimizer step, eager and compiled (keys "label" and "label [c]"), and the
-    compile warm-up in seconds."""
+    """Seconds per optimizer step per round, eager and compiled (keys "label" and "label [c]"),
+    and the compile warm-up in seconds."""
     fns, warmup = {}, {}
     for label in labels:
-        torch.manual_seed(0)
-        model = build_model(paper_config(Variant.parse(label), CONTEXT, VOCAB))
-        fns[label] = train_step(model, BATCH)
+        fns[label] = train_step(_build(label), BATCH)
         if compile_models:
-            torch.manual_seed(0)
-            model = build_model(paper_config(Variant.parse(label), CONTEXT, VOCAB))
+            model = _build(label)
             step = train_step(model, BATCH, torch.compile(model))
             first = _timed_first_step(step)
             warmup[label] = first - min(_timed_first_step(step) for _ in range(3))
             fns[f"{label} [c]"] = step
             print(f"  compiled {label}: warm-up {warmup[label]:.0f} s", flush=True)
-    return interleaved(fns, rounds, min_run_time, clock), warmup
+    return interleaved_samples(fns, rounds, min_run_time, clock), warmup
 
 
-def long_context_ratio(context: int, rounds: int, min_run_time: float, clock: str) -> float:
+def long_context_ratio(context: int, rounds: int, min_run_time: float, clock: str) -> Ratio:
     """gpt_linear / gpt training-step time at a long context (batch 1, eager)."""
     fns = {}
     for label in ("gpt", "gpt_linear"):
         torch.manual_seed(0)
         fns[label] = train_step(build_model(paper_config(Variant(label), context, VOCAB)), 1)
-    times = interleaved(fns, rounds, min_run_time, clock)
-    return times["gpt_linear"] / times["gpt"]
+    times = interleaved_samples(fns, rounds, min_run_time, clock)
+    return ratio(times["gpt_linear"], times["gpt"])
+
+
+def linear_forms(contexts, rounds: int, min_run_time: float, clock: str) -> dict[int, Ratio]:
+    """Masked quadratic / chunked time of causal linear attention (prefix mean, forward +
+    backward) at the paper model's shapes (B, H, T, D) = (BATCH, 4, T, 16), per context."""
+    out = {}
+    for n in contexts:
+        qkv = [torch.randn(BATCH, 4, n, 16, requires_grad=True) for _ in range(3)]
+
+        def run(qkv: list, quadratic_max: int):
+            def fn():
+                out = linear_attention(*qkv, mean=True, quadratic_max=quadratic_max)
+                out.sum().backward()
+
+            return fn
+
+        times = interleaved_samples(
+            {"quadratic": run(qkv, n), "chunked": run(qkv, 0)}, rounds, min_run_time, clock
+        )
+        out[n] = ratio(times["quadratic"], times["chunked"])
+    return out
 
 
 def main() -> None:
@@ -112,6 +186,7 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="eager only")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--long-context", type=int, default=4096)
+    ap.add_argument("--linear-contexts", type=int, nargs="+", default=[32, 64, 128, 256, 512])
     ap.add_argument("--threads", type=int, help="torch threads (default: PyTorch's choice)")
     ap.add_argument(
         "--clock",
@@ -129,72 +204,81 @@ def main() -> None:
     compiled = not args.no_compile and toolchain_ok("cpu")
     threads = torch.get_num_threads()
     print(
-        f"torch {torch.__version__}, {threads} threads, fp32, {args.clock} clock; "
-        f"compile: {compiled}\n",
+        f"torch {torch.__version__}, {threads} threads, fp32, {args.clock} clock, "
+        f"{args.rounds} rounds; compile: {compiled}; ratios: median [min, max] over rounds\n",
         flush=True,
     )
+    timing = (args.rounds, args.min_run_time, args.clock)
 
-    labels = list(AUTHORS)
-    times, warmup = training_steps(labels, compiled, args.rounds, args.min_run_time, args.clock)
+    labels = [*AUTHORS, *FLOORS]
+    times, warmup = training_steps(labels, compiled, *timing)
     tokens = BATCH * CONTEXT
     gpt, gpt_c = times["gpt"], times.get("gpt [c]")
     default = {k: times[f"{k} [c]" if compiled else k] for k in labels}
-    load = GPT_EAGER_IDLE / (tokens / gpt)  # > 1 when this machine is slower than the idle one
+    tok_s = {k: tokens / statistics.median(v) for k, v in times.items()}
 
     print(f"\n### Training step: context {CONTEXT}, micro-batch {BATCH}, vocabulary {VOCAB}\n")
     print("| model | eager tok/s | x gpt | compiled tok/s | x gpt [c] | speed-up | warm-up s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for k in labels:
-        row = f"| {k} | {tokens / times[k]:,.0f} | {times[k] / gpt:.2f} |"
+        row = f"| {k} | {tok_s[k]:,.0f} | {ratio(times[k], gpt)} |"
         if compiled:
-            c = times[f"{k} [c]"]
-            row += f" {tokens / c:,.0f} | {c / gpt_c:.2f} | {times[k] / c:.2f} | {warmup[k]:.0f} |"
+            c = f"{k} [c]"
+            speedup = ratio(times[k], times[c])
+            row += f" {tok_s[c]:,.0f} | {ratio(times[c], gpt_c)} | {speedup} | {warmup[k]:.0f} |"
         else:
             row += " - | - | - | - |"
         print(row)
 
     path = "compiled" if compiled else "eager"
+    # ours / authors per round; "at idle gpt" rescales ours by our eager gpt's idle value
+    vs_authors = {k: ratio([tokens / t / AUTHORS[k] for t in default[k]], 1.0) for k in AUTHORS}
+    load = ratio([GPT_EAGER_IDLE * t / tokens for t in gpt], 1.0)  # > 1: slower than idle
     print(f"\n### Against the authors (ours on the default training path: {path})\n")
     print("| model | authors tok/s | ours tok/s | ours / authors | at idle gpt |")
     print("|---|---:|---:|---:|---:|")
-    for k in labels:
-        ours = tokens / default[k]
-        print(
-            f"| {k} | {AUTHORS[k]:,} | {ours:,.0f} | {ours / AUTHORS[k]:.2f} | "
-            f"{load * ours / AUTHORS[k]:.2f} |"
-        )
-    print(f"\n(our eager gpt: {tokens / gpt:,.0f} tok/s; on the idle machine {GPT_EAGER_IDLE:,})")
+    for k in AUTHORS:
+        at_idle = ratio([a * b for a, b in zip(vs_authors[k], load, strict=True)], 1.0)
+        ours = tokens / statistics.median(default[k])
+        print(f"| {k} | {AUTHORS[k]:,} | {ours:,.0f} | {vs_authors[k]} | {at_idle} |")
+    print(f"\n(our eager gpt: {tok_s['gpt']:,.0f} tok/s; on the idle machine {GPT_EAGER_IDLE:,})")
 
-    long_ratio = long_context_ratio(args.long_context, args.rounds, args.min_run_time, args.clock)
-    print(f"\ngpt_linear / gpt at context {args.long_context} (batch 1, eager): {long_ratio:.2f}")
+    long_ratio = long_context_ratio(args.long_context, *timing)
+    print(f"\ngpt_linear / gpt at context {args.long_context} (batch 1, eager): {long_ratio}")
 
-    targets = [
-        Target("symp presymp_euler / gpt, eager", times["symp:presymp_euler"] / gpt, 1.6, True),
-    ]
+    print("\n### Causal linear attention: masked quadratic / chunked time, fwd + bwd\n")
+    print(f"(B, H, D) = ({BATCH}, 4, 16), chunk {LINEAR_CHUNK}; < 1: quadratic is faster\n")
+    print("| context | quadratic / chunked |")
+    print("|---:|---:|")
+    for n, r in linear_forms(args.linear_contexts, *timing).items():
+        print(f"| {n} | {r} |")
+
+    symp = "symp:presymp_euler"
+    targets = [Target("symp presymp_euler / gpt, eager", ratio(times[symp], gpt), 1.6, True)]
     if compiled:
         targets.append(
             Target(
                 "symp presymp_euler / gpt, both compiled",
-                times["symp:presymp_euler [c]"] / gpt_c,
+                ratio(times[f"{symp} [c]"], gpt_c),
                 1.5,
                 True,
-            )
+            )  # fmt: skip
         )
-    targets.append(
-        Target(
-            "symp presymp_euler / authors (default path)",
-            tokens / default["symp:presymp_euler"] / AUTHORS["symp:presymp_euler"],
-            2.0,
-            False,
-        )
-    )
+    targets.append(Target("symp presymp_euler / authors (default path)", vs_authors[symp], 2.0,
+                          False))  # fmt: skip
     for k in ("gpt_linear", "symp_linear:presymp_euler"):
-        targets.append(Target(f"{k} / authors (default path)", tokens / default[k] / AUTHORS[k],
-                              1.2, False))  # fmt: skip
-    targets.append(Target("gpt_linear / gpt at 128, eager", times["gpt_linear"] / gpt, 1.0, True))
+        targets.append(Target(f"{k} / authors (default path)", vs_authors[k], 1.2, False))
+    targets.append(
+        Target("gpt_linear / gpt at 128, eager", ratio(times["gpt_linear"], gpt), 1.0, True)
+    )
     if compiled:
         targets.append(
-            Target("gpt_linear / gpt at 128, compiled", times["gpt_linear [c]"] / gpt_c, 1.0, True)
+            Target(
+                "gpt_linear / gpt at 128, compiled",
+                ratio(times["gpt_linear [c]"], gpt_c),
+                1.0,
+                True,
+            )  # fmt: skip
         )
     targets.append(Target(f"gpt_linear / gpt at {args.long_context}", long_ratio, 0.3, True))
 
@@ -211,10 +295,13 @@ def main() -> None:
             mib, ckpt = peak_mib(label, 1024, 4), peak_mib(label, 1024, 4, True)
             worst = max(worst, mib / base)
             print(f"| {label} | {mib:.0f} | {mib / base:.2f} | {ckpt:.0f} | {ckpt / base:.2f} |")
-        targets.append(Target("one-call softmax memory / gpt at 1024 (worst)", worst, 1.5, True))
+        # one measurement per model (peak memory is deterministic up to the allocator)
+        targets.append(
+            Target("one-call softmax memory / gpt at 1024 (worst)", Ratio([worst]), 1.5, True)
+        )
 
     print("\n### Targets (this run)\n")
-    print("| target | value | bound | holds |")
+    print("| target | value [min, max] | bound | holds |")
     print("|---|---:|---:|---|")
     for t in targets:
         print(t.row())
