@@ -37,16 +37,21 @@ flow: setup
 	$(VENV)/bin/sympformer flow --problem linear,softmax,control,sphere --kappa 10,100,1000 \
 		--c-log 1,3,5 --eps 0,0.2 --seeds 8 --jobs 2 --out runs/flow-study
 
-# The ingredient study (docs/results/ingredients): YuriiFormer -> SympFormer one ingredient a row.
+# The ingredient study (docs/results/ingredients): YuriiFormer -> SympFormer one ingredient a row,
+# on the Bible (with etd_ab2 on the best row and on SympFormer/learned), then the decisive rows on
+# Jane Austen (needs apt-get once; see --dataset austen).
 HB := symp:presymp_euler/learned+drift=identity+force=attention+damping=constant
 SL := symp:presymp_euler/learned
-CHAIN := yurii,$(HB)+mlp_step=nesterov,$(HB),$(SL)+drift=identity+force=attention,$(SL)+drift=identity+force=potential,$(SL)+force=potential,$(SL),symp:presymp_euler
-STUDY := --seeds 3 --preset compare-cpu --max-steps 1000 --train.compile false --jobs 2
+BEST := $(HB)+mlp_step=nesterov
+ETD := symp:etd_ab2/learned+drift=identity+force=attention+damping=constant+mlp_step=nesterov
+CHAIN := yurii,$(BEST),$(HB),$(SL)+drift=identity+force=attention,$(SL)+drift=identity+force=potential,$(SL)+force=potential,$(SL),symp:presymp_euler
+STUDY := --seeds 3 --preset compare-cpu --max-steps 1000 --train.compile false --jobs 2 \
+	--reference gpt-matched --wallclock-matched true
 
 ingredients: setup
-	$(VENV)/bin/sympformer compare --runs gpt,$(CHAIN) --chain $(CHAIN) --reference gpt-matched \
-		--wallclock-matched $(STUDY) --out runs/ingredients-bible
-	$(VENV)/bin/sympformer compare --runs gpt,yurii,symp:presymp_euler --reference gpt-matched \
+	$(VENV)/bin/sympformer compare --runs gpt,$(CHAIN),$(ETD),symp:etd_ab2/learned --chain $(CHAIN) \
+		--pairs "$(ETD) vs $(BEST);symp:etd_ab2/learned vs $(SL)" $(STUDY) --out runs/ingredients-bible
+	$(VENV)/bin/sympformer compare --runs gpt,yurii,symp:presymp_euler,$(BEST),$(SL) \
 		--dataset austen $(STUDY) --out runs/ingredients-austen
 
 clean:

@@ -22,6 +22,9 @@
    i.e. its attention work without the momentum stream) and ``gpt_linear/1 head`` (the linear GPT
    with its four heads merged into one of width 64, the layout of the authors' linear code; ours
    keeps heads separate).
+   Beside each model: its ATen operator count per training step (load-independent) and, from a
+   chain of tiny autograd operations, the eager cost of one operator on this machine, the price
+   of every operator that moves no data worth mentioning at this size.
 6. Linear attention's two exact causal forms (masked quadratic, chunked prefix states), forward +
    backward at the paper's shapes, by context: the crossover behind `LINEAR_QUADRATIC_MAX`.
 
@@ -150,6 +153,32 @@ def training_steps(labels, compile_models: bool, rounds: int, min_run_time: floa
     return interleaved_samples(fns, rounds, min_run_time, clock), warmup
 
 
+def aten_ops(step) -> int:
+    """ATen operators (forward, backward, optimizer; views included) that one call of ``step``
+    dispatches, counted with torch.profiler."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+
+
+def tiny_op_seconds(rounds: int, min_run_time: float, clock: str, length: int = 200) -> float:
+    """Eager seconds per ATen operator of a chain of ``length`` multiplications of an 8-element
+    tensor, forward and backward: dispatch and autograd bookkeeping, no arithmetic to speak of."""
+    x = torch.randn(8, requires_grad=True)
+
+    def chain():
+        y = x
+        for _ in range(length):
+            y = y * 1.0001
+        y.sum().backward()
+
+    seconds = statistics.median(
+        interleaved_samples({"chain": chain}, rounds, min_run_time, clock)["chain"]
+    )
+    return seconds / aten_ops(chain)
+
+
 def long_context_ratio(context: int, rounds: int, min_run_time: float, clock: str) -> Ratio:
     """gpt_linear / gpt training-step time at a long context (batch 1, eager)."""
     fns = {}
@@ -217,11 +246,17 @@ def main() -> None:
     default = {k: times[f"{k} [c]" if compiled else k] for k in labels}
     tok_s = {k: tokens / statistics.median(v) for k, v in times.items()}
 
+    ops = {k: aten_ops(train_step(_build(k), BATCH)) for k in labels}
+    op_s = tiny_op_seconds(*timing)
+
     print(f"\n### Training step: context {CONTEXT}, micro-batch {BATCH}, vocabulary {VOCAB}\n")
-    print("| model | eager tok/s | x gpt | compiled tok/s | x gpt [c] | speed-up | warm-up s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | ATen ops | eager tok/s | x gpt | compiled tok/s | x gpt [c] | speed-up "
+        "| warm-up s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for k in labels:
-        row = f"| {k} | {tok_s[k]:,.0f} | {ratio(times[k], gpt)} |"
+        row = f"| {k} | {ops[k]:,} | {tok_s[k]:,.0f} | {ratio(times[k], gpt)} |"
         if compiled:
             c = f"{k} [c]"
             speedup = ratio(times[k], times[c])
@@ -229,6 +264,16 @@ def main() -> None:
         else:
             row += " - | - | - | - |"
         print(row)
+    gpt_s = statistics.median(gpt)
+    print(
+        f"\nOne tiny eager ATen op (autograd chain): {1e6 * op_s:.1f} us; gpt's step "
+        f"{1e3 * gpt_s:.1f} ms. Per model, its extra ops over gpt+pass at that price, x gpt: "
+        + ", ".join(
+            f"{k} {(ops[k] - ops['gpt+pass']) * op_s / gpt_s:+.2f}"
+            for k in labels
+            if k.startswith("symp")
+        )
+    )
 
     path = "compiled" if compiled else "eager"
     # ours / authors per round; "at idle gpt" rescales ours by our eager gpt's idle value
