@@ -38,7 +38,7 @@ flow: setup
 		--c-log 1,3,5 --eps 0,0.2 --seeds 8 --jobs 2 --out runs/flow-study
 
 # The ingredient study (docs/results/ingredients): YuriiFormer -> SympFormer one ingredient a row,
-# on the Bible (with etd_ab2 on the best row and on SympFormer/learned), then the decisive rows on
+# on the Bible (with etd_ab2 on the best row), then the decisive rows on
 # Jane Austen (needs apt-get once; see --dataset austen).
 HB := symp:presymp_euler/learned+drift=identity+force=attention+damping=constant
 SL := symp:presymp_euler/learned
@@ -49,8 +49,8 @@ STUDY := --seeds 3 --preset compare-cpu --max-steps 1000 --train.compile false -
 	--reference gpt-matched --wallclock-matched true
 
 ingredients: setup
-	$(VENV)/bin/sympformer compare --runs gpt,$(CHAIN),$(ETD),symp:etd_ab2/learned --chain $(CHAIN) \
-		--pairs "$(ETD) vs $(BEST);symp:etd_ab2/learned vs $(SL)" $(STUDY) --out runs/ingredients-bible
+	$(VENV)/bin/sympformer compare --runs gpt,$(CHAIN),$(ETD) --chain $(CHAIN) \
+		--pairs "$(ETD) vs $(BEST)" $(STUDY) --out runs/ingredients-bible
 	$(VENV)/bin/sympformer compare --runs gpt,yurii,symp:presymp_euler,$(BEST),$(SL) \
 		--dataset austen $(STUDY) --out runs/ingredients-austen
 
