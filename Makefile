@@ -52,6 +52,7 @@ ingredients: setup
 	$(VENV)/bin/sympformer compare --runs gpt,$(CHAIN),$(ETD) --chain $(CHAIN) \
 		--pairs "$(ETD) vs $(BEST)" $(STUDY) --out runs/ingredients-bible
 	$(VENV)/bin/sympformer compare --runs gpt,yurii,symp:presymp_euler,$(BEST),$(SL) \
+		--pairs "$(BEST) vs yurii;$(SL) vs $(BEST);symp:presymp_euler vs $(SL)" \
 		--dataset austen $(STUDY) --out runs/ingredients-austen
 
 clean:

@@ -53,13 +53,16 @@ def plot_curves(
     """Figure 2: training (lines, trailing mean, see SMOOTHING) and validation (circles) loss
     against step and against wall-clock; per row the mean over its finished seeds with a min-max
     band."""
+    from matplotlib import cm
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.8), dpi=120)
+    rows = math.ceil(len(table) / 2) if len(table) > 4 else 1
+    fig = Figure(figsize=(12, 4.8 + 0.2 * rows), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     by_step, by_time = fig.subplots(1, 2, sharey=True)
-    colours = [f"C{i % 10}" for i in range(len(table))]
+    # one distinct colour per row: the default cycle has 10, tab20 twice as many
+    colours = [f"C{i}" if len(table) <= 10 else cm.tab20(i % 20) for i in range(len(table))]
     lows, highs, windows = [], [], set()
     entropy = [n.unigram_entropy for n in numbers if math.isfinite(n.unigram_entropy)]
     for colour, r in zip(colours, table, strict=True):
@@ -108,14 +111,14 @@ def plot_curves(
     by_step.set_ylabel("cross-entropy (nats/token)")
     smoothing = f", trailing mean of {'/'.join(map(str, sorted(windows)))} steps" if windows else ""
     by_step.set_title(
-        f"lines: training{smoothing}; circles: validation; mean over seeds, min-max", fontsize=9
+        f"lines: training{smoothing};\ncircles: validation; mean over seeds, min-max", fontsize=9
     )
     by_time.set_title(
         "x: mean wall-clock over seeds at each step"
-        + (f"; dashed: val unigram entropy {entropy[0]:.3f}" if entropy else ""),
+        + (f";\ndashed: val unigram entropy {entropy[0]:.3f}" if entropy else ""),
         fontsize=9,
     )
-    by_step.legend(fontsize=8)
+    # below the axes: long variant labels would hide the curves
+    fig.legend(loc="outside lower center", ncol=2 if len(table) > 4 else len(table), fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))

@@ -28,9 +28,12 @@ LINEAR_CHUNK = 32
 chunk, the (D, D) prefix state between chunks. 32 measured 10-15 % faster than 64 for whole-model
 training at context 128 and the same at 1024-4096 (CPU, D = 16)."""
 
-LINEAR_QUADRATIC_MAX = 128
+LINEAR_QUADRATIC_MAX = LINEAR_CHUNK
 """Longest run of new tokens for which causal linear attention uses the masked quadratic form
-instead of chunks (placeholder; set from the crossover measurement)."""
+instead of chunks: up to one chunk (the same products, without padding a short run, e.g. one
+decoded token, to a whole chunk). Measured by `benchmarks.targets` (forward + backward, paper
+shapes, 2 threads): quadratic / chunked time 1.03 at 32 tokens, 1.09 at 64, 1.26 at 128, 2.2 at
+256, so the chunks win from the second chunk on."""
 
 
 def prefix_counts(length: int, offset: int, like: Tensor) -> Tensor:
@@ -171,9 +174,8 @@ def linear_attention(
     N for ``causal=False``).
 
     Two exact causal forms, picked by the number L of new tokens: for L <= ``quadratic_max``
-    (default :data:`LINEAR_QUADRATIC_MAX`) the
-    masked quadratic form :math:`((qk^\top)\odot W)v` with the weights W of
-    :func:`causal_weights` (three kernels, fastest at short contexts); beyond, chunks of
+    (default :data:`LINEAR_QUADRATIC_MAX`, one chunk) the masked quadratic form
+    :math:`((qk^\top)\odot W)v` with the weights W of :func:`causal_weights`; beyond, chunks of
     ``chunk`` tokens with the running state :math:`S=\sum_j k_jv_j^\top` (Dk, Dv) carried between
     chunks — O(T·chunk·D + T·D²) time, O(D²) state per chunk boundary. With a ``tape`` the state
     continues from earlier tokens (and i counts them).

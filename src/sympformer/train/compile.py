@@ -40,7 +40,10 @@ SPEEDUP = 1.2
 SPEEDUPS = {"gpt": 0.96, "yurii": 1.05, "symp": 1.27, "gpt_linear": 1.15, "symp_linear": 1.40}
 """Eager/compiled training-step time by arch, measured by benchmarks.targets (paper model,
 context 128, micro-batch 6, 1 thread, CPU clock; 2026-11-29): gpt gains nothing from compiling
-on CPU (its attention is already one fused kernel), the accelerated archs gain most."""
+on CPU at one thread (its attention is already one fused kernel), the accelerated archs gain
+most. At 2 threads on the idle machine (2026-11-30, medians of 5 rounds) the gains were larger
+(gpt 1.14, yurii 1.15, symp 1.38, gpt_linear 1.22, symp_linear 1.44) and spread by ±0.1-0.2, so
+these one-thread values keep `auto` on the conservative side (a compare job runs at one thread)."""
 
 PROBE = '#include <omp.h>\nextern "C" int probe(void) { return omp_get_max_threads(); }\n'
 """A C++17 OpenMP snippet: Inductor's CPU kernels need a C++17 compiler with OpenMP."""
