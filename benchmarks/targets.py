@@ -113,11 +113,12 @@ class Target:
 
     @property
     def holds(self) -> str:
-        """ "yes" / "NO" for the median; "in spread" when the bound lies within [min, max]."""
+        """ "yes" / "NO" for the median, noting when the bound lies within [min, max]."""
         ok = (lambda v: v <= self.bound) if self.upper else (lambda v: v >= self.bound)
+        verdict = "yes" if ok(self.value.median) else "NO"
         if ok(min(self.value)) == ok(max(self.value)):
-            return "yes" if ok(self.value.median) else "NO"
-        return ("yes" if ok(self.value.median) else "NO") + " (bound within the spread)"
+            return verdict
+        return f"{verdict} (bound within the spread)"
 
     def row(self) -> str:
         sign = "<=" if self.upper else ">="
@@ -277,13 +278,13 @@ def main() -> None:
 
     path = "compiled" if compiled else "eager"
     # ours / authors per round; "at idle gpt" rescales ours by our eager gpt's idle value
-    vs_authors = {k: ratio([tokens / t / AUTHORS[k] for t in default[k]], 1.0) for k in AUTHORS}
-    load = ratio([GPT_EAGER_IDLE * t / tokens for t in gpt], 1.0)  # > 1: slower than idle
+    vs_authors = {k: Ratio(tokens / t / AUTHORS[k] for t in default[k]) for k in AUTHORS}
+    load = ratio(gpt, tokens / GPT_EAGER_IDLE)  # > 1: slower than idle
     print(f"\n### Against the authors (ours on the default training path: {path})\n")
     print("| model | authors tok/s | ours tok/s | ours / authors | at idle gpt |")
     print("|---|---:|---:|---:|---:|")
     for k in AUTHORS:
-        at_idle = ratio([a * b for a, b in zip(vs_authors[k], load, strict=True)], 1.0)
+        at_idle = Ratio(a * b for a, b in zip(vs_authors[k], load, strict=True))
         ours = tokens / statistics.median(default[k])
         print(f"| {k} | {AUTHORS[k]:,} | {ours:,.0f} | {vs_authors[k]} | {at_idle} |")
     print(f"\n(our eager gpt: {tok_s['gpt']:,.0f} tok/s; on the idle machine {GPT_EAGER_IDLE:,})")
