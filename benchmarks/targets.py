@@ -7,12 +7,13 @@
    4 heads, width 64, context 128, vocabulary 512, micro-batch 6, fp32; eager and `torch.compile`
    (as the training loop wraps the model), measured in interleaved rounds. Prints tokens/s, the
    ratio to gpt (eager to eager, compiled to compiled), the compile speed-up and warm-up.
-2. Against the authors: their tokens/s for the same configuration (issue 15's table, measured on
-   this machine before the change; their code is not available here), divided into ours on the
-   default training path (compiled when a toolchain is found, else eager). Their numbers carry
-   the machine's run-to-run spread; on a busy machine ours drop and the ratio with them. The
-   column "at idle gpt" rescales ours so that our eager gpt reads its idle-machine value (a
-   load correction that assumes every model slows down alike).
+2. Against the authors, on the default training path (compiled when a toolchain is found, else
+   eager). With ``--authors DIR`` (a directory holding their ``model.py``, e.g. a clone of
+   ViktorAJStein/SympFormer; `benchmarks.authors` builds their six models) their training steps
+   are timed eagerly in the same interleaved rounds, and ours / theirs is a per-round ratio like
+   every other. Without it, their tokens/s stored from issue 15's table are used; those carry the
+   machine's state of that day, so the column "at idle gpt" rescales ours so that our eager gpt
+   reads its value of that day (a load correction that assumes every model slows down alike).
 3. gpt_linear against gpt at context 128 (from 1) and 4096 (training step, batch 1).
 4. Peak training memory at context 1024 (batch 4) of the one-call softmax schemes against gpt,
    each in a fresh process (benchmarks.memory), with and without activation checkpointing.
@@ -24,7 +25,11 @@
    keeps heads separate).
    Beside each model: its ATen operator count per training step (load-independent) and, from a
    chain of tiny autograd operations, the eager cost of one operator on this machine, the price
-   of every operator that moves no data worth mentioning at this size.
+   of every operator that moves no data worth mentioning at this size. And where the step goes:
+   self time in the fused attention kernels and in matrix products (torch.profiler), the rest
+   being elementwise work, dispatch and the optimizer; the "exact-work floor" is gpt's step plus
+   the model's extra attention and matrix time, i.e. its ratio to gpt if everything else cost
+   what gpt's does.
 6. Linear attention's two exact causal forms (masked quadratic, chunked prefix states), forward +
    backward at the paper's shapes, by context: the crossover behind `LINEAR_QUADRATIC_MAX`.
 
@@ -39,9 +44,11 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from benchmarks.authors import builders, their_step
 from benchmarks.common import (
     CLOCKS,
     PAPER_MODEL,
@@ -138,9 +145,12 @@ def _build(label: str):
     return build_model(paper_config(Variant.parse(label), CONTEXT, VOCAB))
 
 
-def training_steps(labels, compile_models: bool, rounds: int, min_run_time: float, clock: str):
-    """Seconds per optimizer step per round, eager and compiled (keys "label" and "label [c]"),
-    and the compile warm-up in seconds."""
+def training_steps(
+    labels, compile_models: bool, rounds: int, min_run_time: float, clock: str, extra=None
+):
+    """The step functions (keys "label" and, compiled, "label [c]"), their seconds per optimizer
+    step per round (with those of ``extra``, name -> step, timed in the same rounds), and the
+    compile warm-up in seconds."""
     fns, warmup = {}, {}
     for label in labels:
         fns[label] = train_step(_build(label), BATCH)
@@ -151,16 +161,66 @@ def training_steps(labels, compile_models: bool, rounds: int, min_run_time: floa
             warmup[label] = first - min(_timed_first_step(step) for _ in range(3))
             fns[f"{label} [c]"] = step
             print(f"  compiled {label}: warm-up {warmup[label]:.0f} s", flush=True)
-    return interleaved_samples(fns, rounds, min_run_time, clock), warmup
+    timed = {**fns, **(extra or {})}
+    return fns, interleaved_samples(timed, rounds, min_run_time, clock), warmup
+
+
+ATTENTION_OPS = frozenset(
+    {
+        "aten::_scaled_dot_product_flash_attention_for_cpu",
+        "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+    }
+)
+MATRIX_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"})
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """One call of a training step under torch.profiler: ATen operators dispatched (forward,
+    backward, optimizer; views included) and seconds of self time in the fused attention kernels
+    and in matrix products, the work an exact implementation of the model cannot skip."""
+
+    ops: int
+    attention: float
+    matrix: float
+
+
+def profile_step(step, calls: int = 5) -> StepProfile:
+    """`StepProfile` of ``step`` (eager or compiled), averaged over ``calls`` profiled calls."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            step()
+    events = prof.key_averages()
+
+    def seconds(names: frozenset) -> float:
+        return sum(e.self_cpu_time_total for e in events if e.key in names) / 1e6 / calls
+
+    ops = sum(e.count for e in events if e.key.startswith("aten::")) // calls
+    return StepProfile(ops, seconds(ATTENTION_OPS), seconds(MATRIX_OPS))
+
+
+def interleaved_profiles(fns: dict, rounds: int, calls: int = 3) -> dict[str, StepProfile]:
+    """`profile_step` of each step function in ``rounds`` interleaved rounds; per function the
+    median attention and matrix seconds over rounds (the profiler's view drifts with the machine
+    like the timer's)."""
+    samples = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            samples[k].append(profile_step(fn, calls))
+    return {
+        k: StepProfile(
+            v[0].ops,
+            statistics.median(p.attention for p in v),
+            statistics.median(p.matrix for p in v),
+        )
+        for k, v in samples.items()
+    }
 
 
 def aten_ops(step) -> int:
-    """ATen operators (forward, backward, optimizer; views included) that one call of ``step``
-    dispatches, counted with torch.profiler."""
-    step()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        step()
-    return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+    """ATen operators one call of ``step`` dispatches."""
+    return profile_step(step, calls=1).ops
 
 
 def tiny_op_seconds(rounds: int, min_run_time: float, clock: str, length: int = 200) -> float:
@@ -224,6 +284,12 @@ def main() -> None:
         default="wall",
         help="cpu: the thread's CPU time, steadier on a shared machine (needs --threads 1)",
     )
+    ap.add_argument(
+        "--authors",
+        type=Path,
+        help="a directory with the authors' model.py (a clone of ViktorAJStein/SympFormer): time "
+        "their models in the same rounds instead of using their stored tokens/s",
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-run-time", type=float, default=1.0)
     args = ap.parse_args()
@@ -241,13 +307,19 @@ def main() -> None:
     timing = (args.rounds, args.min_run_time, args.clock)
 
     labels = [*AUTHORS, *FLOORS]
-    times, warmup = training_steps(labels, compiled, *timing)
+    theirs = {}
+    if args.authors is not None:
+        for k, build in builders(args.authors).items():
+            torch.manual_seed(0)
+            theirs[f"authors {k}"] = their_step(build(), BATCH)
+    fns, times, warmup = training_steps(labels, compiled, *timing, extra=theirs)
     tokens = BATCH * CONTEXT
     gpt, gpt_c = times["gpt"], times.get("gpt [c]")
     default = {k: times[f"{k} [c]" if compiled else k] for k in labels}
     tok_s = {k: tokens / statistics.median(v) for k, v in times.items()}
 
-    ops = {k: aten_ops(train_step(_build(k), BATCH)) for k in labels}
+    profiles = interleaved_profiles(fns, args.rounds)
+    ops = {k: profiles[k].ops for k in labels}
     op_s = tiny_op_seconds(*timing)
 
     print(f"\n### Training step: context {CONTEXT}, micro-batch {BATCH}, vocabulary {VOCAB}\n")
@@ -276,18 +348,53 @@ def main() -> None:
         )
     )
 
+    print(
+        "\n### Where the step goes: ms per step; attention kernels and matrix products from "
+        "torch.profiler self time, the rest = step - both\n\n'exact-work floor' = gpt's step plus "
+        "the model's extra attention and matrix time over gpt's, x gpt: the ratio if everything "
+        "else cost what gpt's does\n"
+    )
+    print("| model | path | step | attention | matrix | rest | exact-work floor x gpt |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for suffix in ("", " [c]") if compiled else ("",):
+        base = profiles[f"gpt{suffix}"]
+        base_s = statistics.median(times[f"gpt{suffix}"])
+        for k in labels:
+            prof, step_s = profiles[k + suffix], statistics.median(times[k + suffix])
+            extra = prof.attention - base.attention + prof.matrix - base.matrix
+            rest = step_s - prof.attention - prof.matrix
+            print(
+                f"| {k} | {'compiled' if suffix else 'eager'} | {1e3 * step_s:.1f} | "
+                f"{1e3 * prof.attention:.1f} | {1e3 * prof.matrix:.1f} | {1e3 * rest:.1f} | "
+                f"{(base_s + extra) / base_s:.2f} |"
+            )
+
     path = "compiled" if compiled else "eager"
-    # ours / authors per round; "at idle gpt" rescales ours by our eager gpt's idle value
-    vs_authors = {k: Ratio(tokens / t / AUTHORS[k] for t in default[k]) for k in AUTHORS}
-    load = ratio(gpt, tokens / GPT_EAGER_IDLE)  # > 1: slower than idle
-    print(f"\n### Against the authors (ours on the default training path: {path})\n")
-    print("| model | authors tok/s | ours tok/s | ours / authors | at idle gpt |")
-    print("|---|---:|---:|---:|---:|")
-    for k in AUTHORS:
-        at_idle = Ratio(a * b for a, b in zip(vs_authors[k], load, strict=True))
-        ours = tokens / statistics.median(default[k])
-        print(f"| {k} | {AUTHORS[k]:,} | {ours:,.0f} | {vs_authors[k]} | {at_idle} |")
-    print(f"\n(our eager gpt: {tok_s['gpt']:,.0f} tok/s; on the idle machine {GPT_EAGER_IDLE:,})")
+    suffix = " [c]" if compiled else ""
+    if theirs:  # measured in the same rounds: ours / theirs per round
+        vs_authors = {k: ratio(times[f"authors {k}"], default[k]) for k in AUTHORS}
+        print(f"\n### Against the authors, measured in the same rounds (ours: {path})\n")
+        print(f"(their model.py from {args.authors}; their models eager, as their code runs)\n")
+        print("| model | authors tok/s | ours tok/s | ours / authors |")
+        print("|---|---:|---:|---:|")
+        for k in AUTHORS:
+            print(f"| {k} | {tok_s[f'authors {k}']:,.0f} | {tok_s[k + suffix]:,.0f} | "
+                  f"{vs_authors[k]} |")  # fmt: skip
+        for floor, k in (("gpt+pass", "symp:presymp_euler"), ("gpt_linear/1 head", "gpt_linear")):
+            r = ratio(times[f"authors {k}"], default[floor])
+            print(f"| *floor {floor} vs their {k}* | | {tok_s[floor + suffix]:,.0f} | {r} |")
+    else:  # their stored tokens/s; "at idle gpt" rescales ours by our eager gpt's idle value
+        vs_authors = {k: Ratio(tokens / t / AUTHORS[k] for t in default[k]) for k in AUTHORS}
+        load = ratio(gpt, tokens / GPT_EAGER_IDLE)  # > 1: slower than idle
+        print(f"\n### Against the authors' stored tokens/s (ours: {path})\n")
+        print("| model | authors tok/s | ours tok/s | ours / authors | at idle gpt |")
+        print("|---|---:|---:|---:|---:|")
+        for k in AUTHORS:
+            at_idle = Ratio(a * b for a, b in zip(vs_authors[k], load, strict=True))
+            ours = tokens / statistics.median(default[k])
+            print(f"| {k} | {AUTHORS[k]:,} | {ours:,.0f} | {vs_authors[k]} | {at_idle} |")
+        idle = f"on the idle machine {GPT_EAGER_IDLE:,}"
+        print(f"\n(our eager gpt: {tok_s['gpt']:,.0f} tok/s; {idle})")
 
     long_ratio = long_context_ratio(args.long_context, *timing)
     print(f"\ngpt_linear / gpt at context {args.long_context} (batch 1, eager): {long_ratio}")

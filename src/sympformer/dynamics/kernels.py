@@ -199,12 +199,15 @@ def linear_attention(
         if past is not None:
             out = out + _normalise(q @ past, offset, mean, scale)
     else:
-        pad = (-n) % chunk
-        qc, kc, vc = (F.pad(a, (0, 0, 0, pad)).unflatten(-2, (-1, chunk)) for a in (q, k, v))
+        pad = (-n) % chunk  # a whole number of chunks needs no padded copy
+        qc, kc, vc = (
+            (F.pad(a, (0, 0, 0, pad)) if pad else a).unflatten(-2, (-1, chunk)) for a in (q, k, v)
+        )
         out = (qc @ kc.mT).tril() @ vc  # (B, H, N, c, Dv): within each chunk
         states = kc.mT @ vc  # (B, H, N, Dk, Dv): each chunk's contribution
         before = states.cumsum(dim=-3) - states  # exclusive prefix over chunks
-        out = (out + qc @ before).flatten(-3, -2)[..., :n, :]
+        out = (out + qc @ before).flatten(-3, -2)
+        out = out[..., :n, :] if pad else out
         total = states.sum(dim=-3)
         if past is not None:
             out = out + q @ past
