@@ -317,6 +317,7 @@ def main() -> None:
     tokens = BATCH * CONTEXT
     gpt, gpt_c = times["gpt"], times.get("gpt [c]")
     # the default training path of a long run: compiled where `train.compile` auto expects a gain
+    # (SPEEDUPS by arch; the floor gpt+pass is no arch and takes SPEEDUP, compiled like symp)
     pays = {
         k: compiled and SPEEDUPS.get(k.split(":")[0].split("/")[0], SPEEDUP) > 1 for k in labels
     }
