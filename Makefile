@@ -33,6 +33,11 @@ format: setup
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
+# Issue 15's speed targets in one run (~15 min on 2 cores); ARGS="--authors DIR" times the authors'
+# models beside ours from DIR, a clone of their repository.
+bench: setup
+	$(PY) -m benchmarks.targets $(ARGS)
+
 flow: setup
 	$(VENV)/bin/sympformer flow --problem linear,softmax,control,sphere --kappa 10,100,1000 \
 		--c-log 1,3,5 --eps 0,0.2 --seeds 8 --jobs 2 --out runs/flow-study
