@@ -20,17 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-CONTEXT, VOCAB = 128, 512
-
-LABELS = {
-    "gpt": "baseline",
-    "yurii": "yurii_lt",
-    "symp:presymp_euler": "presymp_euler",
-    "symp:etd_ab2": "presymp_etd_ab2",
-    "gpt_linear": "lin_baseline",
-    "symp_linear:presymp_euler": "lin_presymp",
-}
-"""Our label -> their architecture name (the names of their training script's ``--arch``)."""
+from benchmarks.common import PAPER_MODEL, train_step
 
 PRESYMP = {
     "h": 0.3,
@@ -72,12 +62,15 @@ def _complete(model: nn.Module, m) -> nn.Module:
     return model
 
 
-def builders(directory: Path) -> dict[str, Callable[[], nn.Module]]:
-    """Our label -> a function building their model of that architecture (see `LABELS`)."""
+def builders(directory: Path, context: int) -> dict[str, Callable[[], nn.Module]]:
+    """Our label -> a function building their model of that architecture, with the sizes of
+    `common.PAPER_MODEL` at ``context``. Their names (their training script's ``--arch``), in
+    order: baseline, yurii_lt, presymp_euler, presymp_etd_ab2, lin_baseline, lin_presymp."""
     m = _import(directory)
+    p = PAPER_MODEL
     cfg = lambda: m.ModelConfig(  # noqa: E731
-        vocab_size=VOCAB, block_size=CONTEXT, n_layer=4, n_head=4, n_embd=64, dropout=0.0,
-        bias=False,
+        vocab_size=p.vocab_size, block_size=context, n_layer=p.n_layer, n_head=p.n_head,
+        n_embd=p.d_model, dropout=0.0, bias=False,
     )  # fmt: skip
     softmax = dict(mlp_use_attn_vel=False, mlp_use_p_vel=False, no_mlp=False, lookahead=False)
     tao = dict(xi=1.0, r_thresh=1e-2, r_low=1e-4, xi_mult_up=1.25, xi_mult_down=0.5, xi_min=1e-4,
@@ -106,20 +99,11 @@ def builders(directory: Path) -> dict[str, Callable[[], nn.Module]]:
 
 
 def their_step(model: nn.Module, batch: int):
-    """One training step of their model on fixed random tokens (B, T): forward with targets,
-    backward, AdamW (PyTorch defaults). Raises if the loss is not finite."""
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
-    idx = torch.randint(VOCAB, (batch, CONTEXT + 1))
-    x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()  # their loss views the targets
-    model.train()
-
-    def run():
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    _, loss = model(x, y)
+    """`common.train_step` of their model with `torch.optim.AdamW` at PyTorch's defaults; exits
+    with one line if its loss is not finite."""
+    step = train_step(model, batch, optimizer=torch.optim.AdamW(model.parameters(), lr=3e-4))
+    idx = torch.randint(model.cfg.vocab_size, (batch, model.cfg.block_size + 1))
+    _, loss = model(idx[:, :-1].contiguous(), idx[:, 1:].contiguous())
     if not math.isfinite(loss.item()):
         raise SystemExit(f"error: their {type(model).__name__} gives a non-finite loss")
-    return run
+    return step

@@ -92,17 +92,20 @@ def two_pass_gpt(cfg: ModelConfig):
     return model
 
 
-def train_step(model, batch: int, fwd=None, context: int | None = None):
+def train_step(model, batch: int, fwd=None, context: int | None = None, optimizer=None):
     """One optimizer step of the training path: forward + backward + AdamW on the model's parameter
-    groups (`train.build_optimizer`: fused where PyTorch has it), on fixed random tokens (B, T).
-    ``fwd``: the module the forward runs through (e.g. ``torch.compile(model)``)."""
+    groups (`train.build_optimizer`: fused where PyTorch has it; or ``optimizer``), on fixed random
+    tokens (B, T). ``fwd``: the module the forward runs through (e.g. ``torch.compile(model)``).
+    Any model with ``cfg.vocab_size``, ``cfg.block_size`` and ``model(x, y) -> (logits, loss)``
+    works (the authors' too, `benchmarks.authors`)."""
     cfg = model.cfg
-    opt = build_optimizer(model, TrainConfig())
+    opt = build_optimizer(model, TrainConfig()) if optimizer is None else optimizer
     idx = torch.randint(cfg.vocab_size, (batch, (context or cfg.block_size) + 1))
+    x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
     fwd = model if fwd is None else fwd
 
     def run():
-        _, loss = fwd(idx[:, :-1], idx[:, 1:])
+        _, loss = fwd(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -310,7 +310,7 @@ def main() -> None:
     labels = [*AUTHORS, *FLOORS]
     theirs = {}
     if args.authors is not None:
-        for k, build in builders(args.authors).items():
+        for k, build in builders(args.authors, CONTEXT).items():
             torch.manual_seed(0)
             theirs[f"authors {k}"] = their_step(build(), BATCH)
     fns, times, warmup = training_steps(labels, compiled, *timing, extra=theirs)
